@@ -1,0 +1,165 @@
+"""Callbacks of a training run: last.ckpt upkeep (periodic, final, on SIGTERM/SIGINT),
+sample grids on disk, and the demo's PSNR check."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torchvision
+from pytorch_lightning.utilities import rank_zero_info
+
+from .data.images import find_images, load_rgb
+
+
+class LastCheckpoint(pl.Callback):
+    """Keeps `dirpath/last.ckpt` current: every `every_n_iterations`, at the end of training,
+    and when SIGTERM (preemption) or SIGINT (Ctrl-C) arrives. A signal lets the current
+    iteration finish, saves, and stops training; `stopped_by` then names the signal.
+    Files are written to a temporary name and renamed, so a crash never leaves a torn file.
+    """
+
+    def __init__(self, dirpath: str, every_n_iterations: int = 500, save_on_signal: bool = True) -> None:
+        if every_n_iterations < 1:
+            raise ValueError(f"callbacks.last_checkpoint.every_n_iterations must be >= 1, got {every_n_iterations}")
+        self.dirpath = Path(dirpath).expanduser()
+        self.every = every_n_iterations
+        self.save_on_signal = save_on_signal
+        self.stopped_by: int | None = None
+        self._signal: int | None = None
+        self._previous_handlers: dict[int, object] = {}
+        self._saved_at = -1
+
+    @property
+    def path(self) -> Path:
+        return self.dirpath / "last.ckpt"
+
+    def save(self, trainer: pl.Trainer) -> None:
+        tmp = self.dirpath / ".last.ckpt.tmp"
+        trainer.save_checkpoint(tmp)  # every rank must call; rank 0 writes
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
+        trainer.strategy.barrier("last_checkpoint")
+        self._saved_at = trainer.global_step
+
+    def _on_signal(self, signum: int, frame) -> None:
+        self._signal = signum
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts at once
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Installed here, after Lightning's own handlers, so these decide what a signal does.
+        if self.save_on_signal:
+            try:
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+            except ValueError:  # not the main thread: leave signals alone
+                self._previous_handlers.clear()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
+        if self._previous_handlers and trainer.strategy.reduce_boolean_decision(self._signal is not None, all=False):
+            self.stopped_by = self._signal or signal.SIGTERM
+            self.save(trainer)
+            rank_zero_info(f"Stopped by signal {signal.Signals(self.stopped_by).name}; saved {self.path}")
+            trainer.should_stop = True
+        elif trainer.global_step % self.every == 0:
+            self.save(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._saved_at != trainer.global_step:
+            self.save(trainer)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        self._previous_handlers.clear()
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) in [-1, 1] -> (B, 3, H, W) uint8."""
+    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+class SampleImages(pl.Callback):
+    """After each validation, writes `dirpath/iter_XXXXXXX.png` for the first `max_images`
+    validation images: per image a row real A | fake B | rec A | idt B, then rows
+    real B | fake A | rec B | idt A. The same images every time, so runs can be scrolled."""
+
+    def __init__(self, dirpath: str, max_images: int = 4) -> None:
+        self.dirpath = Path(dirpath).expanduser()
+        self.max_images = max_images
+        self.last_path: Path | None = None
+        self._collected: dict[str, list[torch.Tensor]] = {}
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self._collected = {}
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero or not outputs:
+            return
+        if sum(len(x) for x in self._collected.get("real_A", [])) >= self.max_images:
+            return
+        for key, images in outputs.items():
+            self._collected.setdefault(key, []).append(images.detach().cpu())
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if not self._collected:
+            return
+        images = {key: torch.cat(parts)[: self.max_images] for key, parts in self._collected.items()}
+        rows = []
+        for domain, other in (("A", "B"), ("B", "A")):
+            keys = [k for k in (f"real_{domain}", f"fake_{other}", f"rec_{domain}", f"idt_{other}") if k in images]
+            rows.append(torch.stack([images[k] for k in keys], dim=1).flatten(0, 1))  # (n * len(keys), 3, H, W)
+        grid = torchvision.utils.make_grid(to_uint8(torch.cat(rows)), nrow=len(keys), padding=2)
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        self.last_path = self.dirpath / f"iter_{trainer.global_step:07d}.png"
+        torchvision.io.write_png(grid, str(self.last_path))
+        self._collected = {}
+
+
+def psnr(x: np.ndarray, y: np.ndarray) -> float:
+    """PSNR in dB of two uint8 images of equal shape."""
+    mse = np.mean((x.astype(np.float64) - y.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+class PairedPSNR(pl.Callback):
+    """At the end of training, translates each image in `a_dir` with G_A and reports the mean
+    PSNR against the same-named image in `target_dir`, next to the PSNR of the untouched
+    input. The demo uses it to show the model learned cv2.stylization. Results go to the
+    log and to `output_file` (JSON)."""
+
+    def __init__(self, a_dir: str, target_dir: str, output_file: str) -> None:
+        self.a_dir, self.target_dir = Path(a_dir).expanduser(), Path(target_dir).expanduser()
+        self.output_file = Path(output_file).expanduser()
+        self.result: dict | None = None
+
+    @torch.no_grad()
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        translated, untouched = [], []
+        for path in find_images(self.a_dir, setting="a_dir"):
+            photo, target = load_rgb(path), load_rgb(self.target_dir / path.relative_to(self.a_dir))
+            x = torch.from_numpy(photo).permute(2, 0, 1)[None].float().div(127.5).sub(1).to(pl_module.device)
+            was_training = pl_module.training
+            pl_module.eval()
+            fake = to_uint8(pl_module(x, "a2b"))[0].permute(1, 2, 0).cpu().numpy()
+            pl_module.train(was_training)
+            translated.append(psnr(fake, target))
+            untouched.append(psnr(photo, target))
+        self.result = {
+            "images": len(translated),
+            "psnr_translated_db": float(np.mean(translated)),
+            "psnr_untouched_db": float(np.mean(untouched)),
+        }
+        self.output_file.parent.mkdir(parents=True, exist_ok=True)
+        self.output_file.write_text(json.dumps(self.result, indent=2))
+        rank_zero_info(
+            f"Held-out demo photos ({self.result['images']}): PSNR to their cv2.stylization rendering: "
+            f"A->B translation {self.result['psnr_translated_db']:.2f} dB vs untouched photo "
+            f"{self.result['psnr_untouched_db']:.2f} dB"
+        )

@@ -1,0 +1,38 @@
+"""The `cyclestyle` command: one subcommand per job."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+COMMANDS = {
+    "train": "train a CycleGAN; arguments are Hydra overrides (see `cyclestyle train --help`)",
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network check at import
+    if argv and argv[0] == "train":
+        from .train import main as train_main
+
+        return train_main(argv[1:])
+    parser = argparse.ArgumentParser(
+        prog="cyclestyle",
+        description="Unpaired image-to-image translation: train CycleGAN models from two image folders.",
+        epilog="Run `cyclestyle COMMAND --help` for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, text in COMMANDS.items():
+        commands.add_parser(name, help=text)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        sys.exit(2)
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__

@@ -1,0 +1,122 @@
+"""Two unpaired image folders -> training and validation DataLoaders."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from .datasets import PairedByIndex, UnpairedImages
+from .images import find_images
+from .sampling import UnpairedSampler
+from .transforms import build_transform
+
+
+class UnpairedDataModule(pl.LightningDataModule):
+    """Streams domain A and domain B images, unpaired, to any number of DDP ranks.
+
+    `val_a`/`val_b` name validation folders (the reference layout's testA/testB); when one
+    is not given, `num_val` images of that domain are held out of training instead.
+    `name` (a preset such as horse2zebra) only improves the message when data is missing.
+    """
+
+    def __init__(
+        self,
+        *,
+        a: str,
+        b: str,
+        val_a: str | None = None,
+        val_b: str | None = None,
+        num_val: int = 8,
+        preprocess: str = "resize_and_crop",
+        load_size: int = 286,
+        crop_size: int = 256,
+        flip: bool = True,
+        batch_size: int = 1,
+        num_workers: int = 2,
+        persistent_workers: bool = True,
+        pin_memory: bool = False,
+        seed: int = 0,
+        name: str | None = None,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+        if num_val < 1:
+            raise ValueError(f"data.num_val must be >= 1, got {num_val}")
+        self.folders = {"a": a, "b": b, "val_a": val_a, "val_b": val_b}
+        self.num_val, self.seed, self.name = num_val, seed, name
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.persistent_workers, self.pin_memory = persistent_workers and num_workers > 0, pin_memory
+        shape = dict(preprocess=preprocess, load_size=load_size, crop_size=crop_size, flip=flip)
+        self.train_transform = build_transform(train=True, **shape)
+        self.val_transform = build_transform(train=False, **shape)
+        self.files: dict[str, list[Path]] = {}
+        self.sampler: UnpairedSampler | None = None
+        self._resume_at: tuple[int, int] | None = None
+
+    def _find(self, key: str) -> list[Path]:
+        try:
+            return find_images(self.folders[key], setting=f"data.{key}")
+        except FileNotFoundError as error:
+            if self.name is None:
+                raise
+            root = Path(self.folders[key]).expanduser().parent
+            raise FileNotFoundError(
+                f"{error}\nThe {self.name} preset expects the reference layout {root}/{{trainA,trainB,testA,testB}}."
+                f" Put the data there, or fetch it (internet needed) with:\n"
+                f"  bash scripts/download_dataset.sh {self.name}\n"
+                f"which downloads https://efrosgans.eecs.berkeley.edu/cyclegan/datasets/{self.name}.zip"
+            ) from None
+
+    def _split(self, domain: str) -> tuple[list[Path], list[Path]]:
+        """(training files, validation files) of domain 'a' or 'b'."""
+        train = self._find(domain)
+        if self.folders[f"val_{domain}"] is not None:
+            return train, self._find(f"val_{domain}")
+        held = min(self.num_val, len(train) - 1)
+        if held < 1:
+            return train, train  # a single image: validate on it
+        chosen = set(np.random.default_rng([self.seed, 7]).choice(len(train), held, replace=False).tolist())
+        return [f for i, f in enumerate(train) if i not in chosen], [f for i, f in enumerate(train) if i in chosen]
+
+    def setup(self, stage: str | None = None) -> None:
+        """Scan the folders (fails naming a missing/empty one) and build the sampler."""
+        if self.files:
+            return
+        (self.files["a"], self.files["val_a"]), (self.files["b"], self.files["val_b"]) = self._split("a"), self._split("b")
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        self.sampler = UnpairedSampler(
+            len(self.files["a"]), len(self.files["b"]), seed=self.seed, rank=rank, world_size=world
+        )
+        self.sampler.resume_at = self._resume_at
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = UnpairedImages(self.files["a"], self.files["b"], self.train_transform)
+        return self._loader(dataset, sampler=self.sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        dataset = PairedByIndex(self.files["val_a"], self.files["val_b"], self.val_transform)
+        return self._loader(dataset, shuffle=False)
+
+    def _loader(self, dataset, **kwargs) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.persistent_workers,
+            pin_memory=self.pin_memory,
+            drop_last=False,
+            **kwargs,
+        )
+
+    # Mid-epoch resume: remember how many items of the current epoch were consumed.
+    def state_dict(self) -> dict:
+        done = self.trainer.fit_loop.epoch_loop.batch_progress.current.completed if self.trainer else 0
+        return {"items_done_in_epoch": done * self.batch_size}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume_skip = state["items_done_in_epoch"]
+        if self.sampler is not None:
+            self.sampler.resume_at = self._resume_at

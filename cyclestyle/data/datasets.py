@@ -1,0 +1,72 @@
+"""Map-style datasets over two image folders; broken files are skipped, never fatal."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import albumentations as A
+import torch
+from torch.utils.data import Dataset
+
+from .images import load_rgb
+from .sampling import Item
+
+
+class ImageFolderReader:
+    """Reads image i of a list, substituting the next readable file for a broken one."""
+
+    def __init__(self, files: list[Path]) -> None:
+        self.files = files
+        self.broken: set[int] = set()  # per process (each DataLoader worker keeps its own)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def read(self, index: int):
+        for offset in range(len(self.files)):
+            i = (index + offset) % len(self.files)
+            if i in self.broken:
+                continue
+            try:
+                return load_rgb(self.files[i])  # (H, W, 3) uint8
+            except Exception as error:  # PIL raises many types for broken files
+                self.broken.add(i)
+                warnings.warn(f"skipping unreadable image {self.files[i]}: {error}", stacklevel=2)
+        raise RuntimeError(f"none of the {len(self.files)} images under {self.files[0].parent} could be read")
+
+
+class UnpairedImages(Dataset):
+    """Item (i_a, i_b, seed) -> {"A": (3, H, W), "B": (3, H, W)} in [-1, 1], augmented with `seed`."""
+
+    def __init__(self, files_a: list[Path], files_b: list[Path], transform: A.Compose) -> None:
+        self.a = ImageFolderReader(files_a)
+        self.b = ImageFolderReader(files_b)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return max(len(self.a), len(self.b))
+
+    def _augment(self, image, seed: int) -> torch.Tensor:
+        self.transform.set_random_seed(seed)
+        return self.transform(image=image)["image"]
+
+    def __getitem__(self, item: Item) -> dict[str, torch.Tensor]:
+        i_a, i_b, seed = item
+        return {"A": self._augment(self.a.read(i_a), seed), "B": self._augment(self.b.read(i_b), seed + 1)}
+
+
+class PairedByIndex(Dataset):
+    """Validation: item i is (A[i % n_a], B[i % n_b]), deterministic (no random augmentation)."""
+
+    def __init__(self, files_a: list[Path], files_b: list[Path], transform: A.Compose) -> None:
+        self.a = ImageFolderReader(files_a)
+        self.b = ImageFolderReader(files_b)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return max(len(self.a), len(self.b))
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        a = self.transform(image=self.a.read(i % len(self.a)))["image"]
+        b = self.transform(image=self.b.read(i % len(self.b)))["image"]
+        return {"A": a, "B": b}

@@ -1,0 +1,121 @@
+"""The built-in demo task: photographs (A) <-> the same kind of photographs rendered
+painterly by OpenCV's `cv2.stylization` (B).
+
+Domain A crops come from the sample photographs that ship inside scikit-image, domain B
+crops from their stylized versions at other, random positions, so no pair is shared.
+A strip at the side of every photo is held out: `testA` holds crops from it and
+`testA_stylized` their stylized versions, the ground truth the demo's PSNR check compares
+A->B translations with. Built once, offline, in a few seconds, at `root` (by default
+~/.cache/cyclestyle/demo; see `paths.cache_dir`).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from .datamodule import UnpairedDataModule
+
+PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "motorcycle_right.png", "rocket.jpg")
+VERSION = "1"  # bump when the recipe below changes, so caches are rebuilt
+SHORT_SIDE = 200  # photos are scaled to this before stylization
+HELD_OUT = 80  # width of the held-out strip along each photo's long side
+
+
+def stylize(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> its painterly rendering, same shape."""
+    return cv2.stylization(rgb[:, :, ::-1].copy(), sigma_s=60, sigma_r=0.45)[:, :, ::-1].copy()
+
+
+def _photos() -> list[np.ndarray]:
+    from skimage import data as skimage_data
+
+    folder = Path(skimage_data.__file__).parent
+    photos = []
+    for name in PHOTOS:
+        rgb = np.asarray(Image.open(folder / name).convert("RGB"))
+        h, w = rgb.shape[:2]
+        scale = SHORT_SIDE / min(h, w)
+        photos.append(cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA))
+    return photos
+
+
+def _random_boxes(shape: tuple, count: int, size: int, rng: np.random.Generator) -> list[tuple[int, int, int]]:
+    """`count` square boxes (y, x, side), side random in [size, 1.5 size]."""
+    h, w = shape[:2]
+    boxes = []
+    for _ in range(count):
+        side = int(rng.integers(size, min(int(size * 1.5), h, w) + 1))
+        boxes.append((int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1)), side))
+    return boxes
+
+
+def _cut(image: np.ndarray, box: tuple[int, int, int], size: int) -> np.ndarray:
+    y, x, side = box
+    return cv2.resize(image[y : y + side, x : x + side], (size, size), interpolation=cv2.INTER_AREA)
+
+
+def _split(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(training part, held-out strip) along the long side."""
+    if image.shape[1] >= image.shape[0]:
+        return image[:, :-HELD_OUT], image[:, -HELD_OUT:]
+    return image[:-HELD_OUT], image[-HELD_OUT:]
+
+
+def build_demo(root: str | os.PathLike, *, size: int = 72, train_per_photo: int = 40, test_per_photo: int = 3) -> Path:
+    """Write the demo data set under `root` unless a complete one is there; returns `root`.
+
+    Built in a temporary folder and renamed into place, so concurrent builders (DDP ranks)
+    and interrupted builds never leave a half-written data set.
+    """
+    root = Path(root).expanduser()
+    marker = root / ".complete"
+    if marker.exists() and marker.read_text().strip() == VERSION:
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    tmp = Path(tempfile.mkdtemp(prefix=".demo-", dir=root.parent))
+    splits = {name: tmp / name for name in ("trainA", "trainB", "testA", "testA_stylized", "testB")}
+    for folder in splits.values():
+        folder.mkdir()
+    for p, photo in enumerate(_photos()):
+        styled = stylize(photo)
+        (photo_train, photo_test), (styled_train, styled_test) = _split(photo), _split(styled)
+        crops = {
+            "trainA": [_cut(photo_train, box, size) for box in _random_boxes(photo_train.shape, train_per_photo, size, rng)],
+            "trainB": [_cut(styled_train, box, size) for box in _random_boxes(styled_train.shape, train_per_photo, size, rng)],
+            "testB": [_cut(styled_test, box, size) for box in _random_boxes(styled_test.shape, test_per_photo, size, rng)],
+        }
+        # testA and its ground truth share positions.
+        boxes = _random_boxes(photo_test.shape, test_per_photo, size, rng)
+        crops["testA"] = [_cut(photo_test, box, size) for box in boxes]
+        crops["testA_stylized"] = [_cut(styled_test, box, size) for box in boxes]
+        for split, images in crops.items():
+            for i, image in enumerate(images):
+                Image.fromarray(np.ascontiguousarray(image)).save(splits[split] / f"{p:02d}_{i:03d}.png")
+    (tmp / ".complete").write_text(VERSION)
+    if root.exists():
+        shutil.rmtree(root, ignore_errors=True)
+    try:
+        tmp.rename(root)
+    except OSError:  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+class DemoDataModule(UnpairedDataModule):
+    """`UnpairedDataModule` over the demo data set, which it builds on first use."""
+
+    def __init__(self, *, root: str, **kwargs) -> None:
+        self.root = Path(root).expanduser()
+        folders = {key: str(self.root / sub) for key, sub in
+                   (("a", "trainA"), ("b", "trainB"), ("val_a", "testA"), ("val_b", "testB"))}
+        super().__init__(**folders, **kwargs)
+
+    def prepare_data(self) -> None:
+        build_demo(self.root)

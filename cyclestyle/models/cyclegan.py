@@ -1,0 +1,162 @@
+"""CycleGAN (Zhu et al. 2017) as a LightningModule with manual optimization.
+
+One iteration (= one batch = one "step" everywhere a user sees steps):
+  1. G_A: A -> B and G_B: B -> A translate, reconstruct and (if enabled) map identity.
+  2. Generator loss: adversarial (through D_A, D_B with their weights detached, i.e. frozen)
+     + cycle L1 * lambda + identity L1 * lambda * lambda_identity.
+     Discriminator loss: real vs. pooled, detached fakes.
+  3. One backward of both losses, then the generator step, then the discriminator step.
+The discriminator loss only reaches D weights and the generator loss only G weights, so this
+equals the reference's G-backward, G-step, D-backward, D-step, while every parameter gets its
+gradient from a single backward: DDP needs no `find_unused_parameters`.
+
+Naming follows the reference: D_A judges G_A's output (domain B), D_B judges G_B's (domain A).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pytorch_lightning as pl
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.func import functional_call
+from torch.optim.lr_scheduler import LambdaLR
+
+from ..image_pool import ImagePool
+from ..losses import AdversarialLoss
+from ..networks import build_discriminator, build_generator
+from ..schedules import UNITS, LRMultiplier
+
+
+def _frozen(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """net(x) with gradients flowing to x but not into net's weights."""
+    weights = {name: p.detach() for name, p in net.named_parameters()}
+    return functional_call(net, weights, (x,))
+
+
+class CycleGAN(pl.LightningModule):
+    def __init__(
+        self,
+        *,
+        generator: dict | None = None,
+        discriminator: dict | None = None,
+        gan_mode: str = "lsgan",
+        lambda_a: float = 10.0,
+        lambda_b: float = 10.0,
+        lambda_identity: float = 0.5,
+        pool_size: int = 50,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: dict | None = None,
+        seed: int = 0,
+    ) -> None:
+        """`generator`/`discriminator` are keyword arguments of `build_generator`/`build_discriminator`;
+        `optimizer` a partial optimizer (default Adam lr 2e-4, betas (0.5, 0.999)) used for both
+        the generator pair and the discriminator pair; `scheduler` keyword arguments of
+        `LRMultiplier` plus `unit` (epoch | iteration)."""
+        super().__init__()
+        for name, value in (("lambda_a", lambda_a), ("lambda_b", lambda_b), ("lambda_identity", lambda_identity)):
+            if value < 0:
+                raise ValueError(f"model.{name} must be >= 0, got {value}")
+        self.save_hyperparameters(ignore=["optimizer"])
+        self.automatic_optimization = False
+        generator, discriminator = dict(generator or {}), dict(discriminator or {})
+        self.g_a, self.g_b = build_generator(**generator), build_generator(**generator)  # A -> B, B -> A
+        self.d_a, self.d_b = build_discriminator(**discriminator), build_discriminator(**discriminator)
+        self.adversarial = AdversarialLoss(gan_mode)
+        self.lambda_a, self.lambda_b, self.lambda_identity = lambda_a, lambda_b, lambda_identity
+        self.pool_a = ImagePool(pool_size, seed=seed)  # fakes of domain A, for D_B
+        self.pool_b = ImagePool(pool_size, seed=seed + 1)  # fakes of domain B, for D_A
+        self.optimizer = optimizer or (lambda params: torch.optim.Adam(params, lr=2e-4, betas=(0.5, 0.999)))
+        scheduler = dict(scheduler or {})
+        self.schedule_unit = scheduler.pop("unit", "epoch")
+        if self.schedule_unit not in UNITS:
+            raise ValueError(f"model.scheduler.unit={self.schedule_unit!r} is not known; choose one of {', '.join(UNITS)}")
+        self.schedule = LRMultiplier(**scheduler)
+
+    def forward(self, x: torch.Tensor, direction: str = "a2b") -> torch.Tensor:
+        """Translate (B, 3, H, W) images in [-1, 1]; direction a2b uses G_A, b2a G_B."""
+        return (self.g_a if direction == "a2b" else self.g_b)(x)
+
+    def configure_optimizers(self):
+        opt_g = self.optimizer(list(self.g_a.parameters()) + list(self.g_b.parameters()))
+        opt_d = self.optimizer(list(self.d_a.parameters()) + list(self.d_b.parameters()))
+        return [opt_g, opt_d], [LambdaLR(opt_g, self.schedule), LambdaLR(opt_d, self.schedule)]
+
+    def losses(
+        self, real_a: torch.Tensor, real_b: torch.Tensor, *, train: bool = True
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(loss terms by name, images by name) for one batch; all images (B, 3, H, W).
+
+        Discriminator terms (which draw from the image pools) only when `train`."""
+        fake_b, fake_a = self.g_a(real_a), self.g_b(real_b)
+        rec_a, rec_b = self.g_b(fake_b), self.g_a(fake_a)
+        terms = {
+            "G_A_adv": self.adversarial.generator(_frozen(self.d_a, fake_b)),
+            "G_B_adv": self.adversarial.generator(_frozen(self.d_b, fake_a)),
+            "cycle_A": F.l1_loss(rec_a.float(), real_a.float()) * self.lambda_a,
+            "cycle_B": F.l1_loss(rec_b.float(), real_b.float()) * self.lambda_b,
+        }
+        images = {"fake_B": fake_b, "fake_A": fake_a, "rec_A": rec_a, "rec_B": rec_b}
+        if self.lambda_identity > 0:
+            idt_a, idt_b = self.g_a(real_b), self.g_b(real_a)  # G_A should leave B images alone
+            terms["idt_A"] = F.l1_loss(idt_a.float(), real_b.float()) * self.lambda_b * self.lambda_identity
+            terms["idt_B"] = F.l1_loss(idt_b.float(), real_a.float()) * self.lambda_a * self.lambda_identity
+            images.update(idt_A=idt_a, idt_B=idt_b)
+        if not train:
+            return terms, images
+        pooled_b, pooled_a = self.pool_b.query(fake_b.detach()), self.pool_a.query(fake_a.detach())
+        terms["D_A"] = self.adversarial.discriminator(self.d_a(real_b), self.d_a(pooled_b))
+        terms["D_B"] = self.adversarial.discriminator(self.d_b(real_a), self.d_b(pooled_a))
+        return terms, images
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        opt_g, opt_d = self.optimizers()
+        terms, _ = self.losses(batch["A"], batch["B"])
+        loss_d = terms["D_A"] + terms["D_B"]
+        loss_g = sum(value for name, value in terms.items() if not name.startswith("D_"))
+        opt_g.zero_grad(set_to_none=True)
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(loss_g + loss_d)
+        self._step_generators(opt_g.optimizer)
+        opt_d.step()  # through Lightning: counts the iteration (global_step += 1), updates the AMP scaler
+        if self.schedule_unit == "iteration":
+            for scheduler in self.lr_schedulers():
+                scheduler.step()
+        self.log_dict({f"loss/{name}": value.detach() for name, value in terms.items()}, prog_bar=False)
+        self.log_dict({"loss/G": loss_g.detach(), "loss/D": loss_d.detach()}, prog_bar=True)
+        self.log_dict({"lr/G": opt_g.param_groups[0]["lr"], "lr/D": opt_d.param_groups[0]["lr"]})
+
+    def _step_generators(self, optimizer: torch.optim.Optimizer) -> None:
+        """Step G outside Lightning's step counter, so that one iteration is one global step.
+
+        With 16-bit AMP the shared GradScaler unscales and checks G's gradients here; the
+        single `scaler.update()` for both optimizers follows in the discriminator step, as
+        PyTorch's AMP recipe for several optimizers prescribes.
+        """
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        if scaler is None:
+            optimizer.step()
+        else:
+            scaler.step(optimizer)
+
+    def on_train_epoch_end(self) -> None:
+        if self.schedule_unit == "epoch":
+            for scheduler in self.lr_schedulers():
+                scheduler.step()
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        real_a, real_b = batch["A"], batch["B"]
+        terms, images = self.losses(real_a, real_b, train=False)
+        self.log_dict({f"val/{name}": value for name, value in terms.items()},
+                      sync_dist=True, batch_size=len(real_a))
+        return {"real_A": real_a, "real_B": real_b, **images}
+
+    # The image pools are training state: keep them in checkpoints for an exact resume.
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["image_pools"] = {"A": self.pool_a.state_dict(), "B": self.pool_b.state_dict()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "image_pools" in checkpoint:
+            self.pool_a.load_state_dict(checkpoint["image_pools"]["A"], device=self.device)
+            self.pool_b.load_state_dict(checkpoint["image_pools"]["B"], device=self.device)

@@ -1,0 +1,74 @@
+"""Plain `nn.Module` networks and the name-based builders the models use.
+
+Generators: resnet_9blocks, resnet_6blocks, unet_128, unet_256.
+Discriminators: basic (70x70 PatchGAN), n_layers (PatchGAN with `n_layers`), pixel.
+"""
+from __future__ import annotations
+
+import torch.nn as nn
+
+from .discriminators import NLayerDiscriminator, PixelDiscriminator
+from .layers import NORMS, init_weights, norm_layer
+from .resnet import ResnetBlock, ResnetGenerator
+from .unet import UnetGenerator
+
+GENERATORS = ("resnet_9blocks", "resnet_6blocks", "unet_128", "unet_256")
+DISCRIMINATORS = ("basic", "n_layers", "pixel")
+
+__all__ = [
+    "DISCRIMINATORS", "GENERATORS", "NORMS", "NLayerDiscriminator", "PixelDiscriminator", "ResnetBlock",
+    "ResnetGenerator", "UnetGenerator", "build_discriminator", "build_generator", "init_weights", "norm_layer",
+]
+
+
+def _check_norm(norm: str, setting: str) -> None:
+    if norm not in NORMS:
+        raise ValueError(f"{setting}.norm={norm!r} is not a known norm; choose one of {', '.join(NORMS)}")
+
+
+def build_generator(
+    name: str = "resnet_9blocks",
+    *,
+    ngf: int = 64,
+    norm: str = "instance",
+    dropout: bool = False,
+    init_type: str = "normal",
+    init_gain: float = 0.02,
+    in_channels: int = 3,
+    out_channels: int = 3,
+) -> nn.Module:
+    """Build and initialise a generator by its reference name."""
+    _check_norm(norm, "generator")
+    io = dict(in_channels=in_channels, out_channels=out_channels, ngf=ngf, norm=norm, dropout=dropout)
+    if name in ("resnet_9blocks", "resnet_6blocks"):
+        net = ResnetGenerator(n_blocks=int(name[7]), **io)
+    elif name in ("unet_128", "unet_256"):
+        net = UnetGenerator(num_downs={"unet_128": 7, "unet_256": 8}[name], **io)
+    else:
+        raise ValueError(f"model.generator.name={name!r} is not a known generator; choose one of {', '.join(GENERATORS)}")
+    return init_weights(net, init_type=init_type, init_gain=init_gain)
+
+
+def build_discriminator(
+    name: str = "basic",
+    *,
+    ndf: int = 64,
+    n_layers: int = 3,
+    norm: str = "instance",
+    init_type: str = "normal",
+    init_gain: float = 0.02,
+    in_channels: int = 3,
+) -> nn.Module:
+    """Build and initialise a discriminator: `basic` is `n_layers` with n_layers=3."""
+    _check_norm(norm, "discriminator")
+    if name == "basic":
+        net = NLayerDiscriminator(in_channels=in_channels, ndf=ndf, n_layers=3, norm=norm)
+    elif name == "n_layers":
+        net = NLayerDiscriminator(in_channels=in_channels, ndf=ndf, n_layers=n_layers, norm=norm)
+    elif name == "pixel":
+        net = PixelDiscriminator(in_channels=in_channels, ndf=ndf, norm=norm)
+    else:
+        raise ValueError(
+            f"model.discriminator.name={name!r} is not a known discriminator; choose one of {', '.join(DISCRIMINATORS)}"
+        )
+    return init_weights(net, init_type=init_type, init_gain=init_gain)

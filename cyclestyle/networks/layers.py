@@ -1,0 +1,55 @@
+"""Normalisation choice and weight initialisation shared by all networks."""
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import torch.nn as nn
+
+NORMS = ("instance", "batch", "none")
+INITS = ("normal", "xavier", "kaiming", "orthogonal")
+
+
+def norm_layer(norm: str) -> Callable[[int], nn.Module]:
+    """Factory `channels -> module` for `norm` in instance | batch | none.
+
+    Instance norm carries no affine weights and no running statistics, as in the
+    reference CycleGAN, so its checkpoints hold no norm tensors at all.
+    """
+    if norm == "instance":
+        return functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False)
+    if norm == "batch":
+        return functools.partial(nn.BatchNorm2d, affine=True, track_running_stats=True)
+    if norm == "none":
+        return lambda channels: nn.Identity()
+    raise ValueError(f"unknown norm {norm!r}: choose one of {', '.join(NORMS)}")
+
+
+def conv_bias(norm: str) -> bool:
+    """Convolutions before batch norm need no bias; the reference keeps it for instance norm."""
+    return norm != "batch"
+
+
+def init_weights(net: nn.Module, *, init_type: str = "normal", init_gain: float = 0.02) -> nn.Module:
+    """Initialise conv/linear weights (biases to 0) and batch-norm scales ~ N(1, gain)."""
+    if init_type not in INITS:
+        raise ValueError(f"unknown init_type {init_type!r}: choose one of {', '.join(INITS)}")
+
+    def init_one(m: nn.Module) -> None:
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            if init_type == "normal":
+                nn.init.normal_(m.weight, 0.0, init_gain)
+            elif init_type == "xavier":
+                nn.init.xavier_normal_(m.weight, gain=init_gain)
+            elif init_type == "kaiming":
+                nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in")
+            else:
+                nn.init.orthogonal_(m.weight, gain=init_gain)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, init_gain)
+            nn.init.zeros_(m.bias)
+
+    net.apply(init_one)
+    return net

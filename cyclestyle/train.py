@@ -1,0 +1,105 @@
+"""`cyclestyle train [OVERRIDES...]`: compose the Hydra config, instantiate, fit.
+
+    cyclestyle train                                     # the offline demo
+    cyclestyle train data=folders data.a=~/photos data.b=~/paintings
+    cyclestyle train experiment=monet2photo trainer=gpu
+    cyclestyle train trainer=ddp trainer.devices=8 trainer.num_nodes=2
+    cyclestyle train ckpt_path=last                      # resume the newest run
+    cyclestyle train --cfg job                           # print the composed config
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from pytorch_lightning.utilities import rank_zero_info
+
+from cyclestyle.callbacks import LastCheckpoint, SampleImages
+
+CONFIG_MODULE = "cyclestyle.configs"
+
+
+def resolve_ckpt_path(ckpt_path: str | None, *, output_dir: str, log_dir: str) -> str | None:
+    """`last` -> this run's last.ckpt if any, else the newest last.ckpt under `log_dir`."""
+    if ckpt_path is None:
+        return None
+    if ckpt_path == "last":
+        own = Path(output_dir) / "checkpoints" / "last.ckpt"
+        candidates = [own] if own.exists() else sorted(Path(log_dir).glob("**/checkpoints/last.ckpt"),
+                                                       key=lambda p: p.stat().st_mtime)
+        if not candidates:
+            raise FileNotFoundError(f"ckpt_path=last: no checkpoints/last.ckpt in {output_dir} or under {log_dir}")
+        return str(candidates[-1])
+    if not Path(ckpt_path).expanduser().is_file():
+        raise FileNotFoundError(f"ckpt_path: checkpoint not found: {ckpt_path}")
+    return str(Path(ckpt_path).expanduser())
+
+
+def _instantiate_all(group: DictConfig | None) -> list:
+    return [instantiate(node) for node in (group or {}).values() if isinstance(node, DictConfig) and "_target_" in node]
+
+
+def train(cfg: DictConfig) -> tuple[pl.Trainer, pl.LightningModule]:
+    """Fit the model the config describes; returns the trainer and the model."""
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model, _convert_="all")
+    callbacks = _instantiate_all(cfg.get("callbacks"))
+    loggers = _instantiate_all(cfg.get("logger"))
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir=cfg.paths.output_dir, log_dir=cfg.paths.log_dir)
+    if ckpt_path:
+        rank_zero_info(f"Resuming from {ckpt_path}")
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    return trainer, model
+
+
+def _report(trainer: pl.Trainer) -> int:
+    """Print where the results are; the exit status (128 + signal number if a signal stopped training)."""
+    status = 0
+    for callback in trainer.callbacks:
+        if isinstance(callback, LastCheckpoint):
+            rank_zero_info(f"Checkpoint: {callback.path}  (iteration {trainer.global_step})")
+            if callback.stopped_by is not None:
+                status = 128 + callback.stopped_by
+                rank_zero_info(f"Interrupted; resume with: cyclestyle train ... ckpt_path={callback.path}")
+        elif isinstance(callback, SampleImages) and callback.last_path is not None:
+            rank_zero_info(f"Sample images: {callback.dirpath}  (latest {callback.last_path.name})")
+    return status
+
+
+def task(cfg: DictConfig) -> None:
+    trainer, _ = train(cfg)
+    status = _report(trainer)
+    if status:
+        sys.exit(status)
+
+
+def _output_dir_alias(overrides: list[str]) -> list[str]:
+    """`paths.output_dir=DIR` also moves Hydra's own run folder there (one folder per run)."""
+    chosen = [o.split("=", 1)[1] for o in overrides if o.startswith("paths.output_dir=")]
+    if chosen and not any(o.startswith("hydra.run.dir=") for o in overrides):
+        return [*overrides, f"hydra.run.dir={chosen[-1]}"]
+    return overrides
+
+
+def main(overrides: list[str]) -> None:
+    """Run Hydra on `overrides` (sys.argv is left alone, so Lightning's DDP launcher can
+    re-run the same `cyclestyle train ...` command line for the other ranks)."""
+    from hydra import version
+    from hydra._internal.utils import _run_hydra, get_args_parser  # what @hydra.main runs on sys.argv
+
+    version.setbase("1.3")
+    overrides = _output_dir_alias(overrides)
+    parser = get_args_parser()
+    _run_hydra(
+        args=parser.parse_args(overrides),
+        args_parser=parser,
+        task_function=task,
+        config_path=f"pkg://{CONFIG_MODULE}",
+        config_name="train",
+    )
+

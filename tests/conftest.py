@@ -1,0 +1,70 @@
+"""Shared fixtures: tiny image folders and the real Hydra configs composed for tiny runs."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, open_dict
+from PIL import Image
+
+
+def write_images(folder: Path, count: int, *, size: tuple[int, int] = (40, 40), seed: int = 0, tint: int = 0) -> list[Path]:
+    """`count` smooth random RGB PNGs (so a network can learn something from them)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        coarse = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+        image = Image.fromarray(coarse).resize(size, Image.BICUBIC)
+        if tint:
+            image = Image.fromarray(np.clip(np.asarray(image).astype(int) + tint, 0, 255).astype(np.uint8))
+        path = folder / f"img_{i:03d}.png"
+        image.save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def folders(tmp_path: Path) -> tuple[Path, Path]:
+    """Two unpaired domains: 6 images in A, 4 (brighter) in B."""
+    a, b = tmp_path / "A", tmp_path / "B"
+    write_images(a, 6, seed=1)
+    write_images(b, 4, seed=2, tint=60)
+    return a, b
+
+
+TINY = [
+    "data.load_size=36", "data.crop_size=32", "data.num_workers=0", "data.persistent_workers=false", "data.num_val=2",
+    "model.generator.name=resnet_6blocks", "model.generator.ngf=8", "model.discriminator.ndf=8",
+    "logger=none", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
+]
+
+
+def compose_config(overrides: list[str], output_dir: Path) -> DictConfig:
+    """The real `train` config with `overrides`, outside a Hydra run (paths.output_dir set)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="cyclestyle.configs", version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=False)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+    return cfg
+
+
+@pytest.fixture
+def tiny_cfg(folders, tmp_path):
+    """Factory: a tiny CPU run on `folders` with extra overrides."""
+    a, b = folders
+
+    def make(*extra: str) -> DictConfig:
+        overrides = ["data=folders", f"data.a={a}", f"data.b={b}", *TINY, *extra]
+        return compose_config(overrides, tmp_path / "out")
+
+    return make

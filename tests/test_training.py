@@ -1,0 +1,157 @@
+"""The CycleGAN module and short CPU fits through the real configs."""
+import copy
+import csv
+
+import pytest
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from cyclestyle.image_pool import ImagePool
+from cyclestyle.models import CycleGAN
+from cyclestyle.train import train
+
+
+def tiny_model(**kwargs) -> CycleGAN:
+    torch.manual_seed(0)
+    return CycleGAN(generator=dict(name="resnet_6blocks", ngf=8), discriminator=dict(ndf=8), **kwargs)
+
+
+def fixed_batches(n: int, size: int = 32) -> list[dict]:
+    g = torch.Generator().manual_seed(1)
+    return [{"A": torch.rand(1, 3, size, size, generator=g) * 2 - 1, "B": torch.rand(1, 3, size, size, generator=g) * 2 - 1}
+            for _ in range(n)]
+
+
+def quiet_trainer(**kwargs) -> pl.Trainer:
+    return pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, **kwargs)
+
+
+def reference_iterations(model: CycleGAN, batches: list[dict]) -> CycleGAN:
+    """The reference implementation's update order, written plainly: G forward, G backward with
+    D frozen, G step, then D backward on pooled detached fakes, D step."""
+    g_a, g_b, d_a, d_b = (copy.deepcopy(m) for m in (model.g_a, model.g_b, model.d_a, model.d_b))
+    opt_g = torch.optim.Adam([*g_a.parameters(), *g_b.parameters()], lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam([*d_a.parameters(), *d_b.parameters()], lr=2e-4, betas=(0.5, 0.999))
+    pool_a, pool_b = ImagePool(50, seed=0), ImagePool(50, seed=1)
+    mse = lambda x, t: F.mse_loss(x, torch.full_like(x, t))  # noqa: E731
+    for batch in batches:
+        a, b = batch["A"], batch["B"]
+        fake_b, fake_a = g_a(a), g_b(b)
+        rec_a, rec_b = g_b(fake_b), g_a(fake_a)
+        for p in [*d_a.parameters(), *d_b.parameters()]:
+            p.requires_grad_(False)
+        loss_g = (mse(d_a(fake_b), 1) + mse(d_b(fake_a), 1) + 10 * F.l1_loss(rec_a, a) + 10 * F.l1_loss(rec_b, b)
+                  + 5 * F.l1_loss(g_a(b), b) + 5 * F.l1_loss(g_b(a), a))
+        opt_g.zero_grad()
+        loss_g.backward()
+        opt_g.step()
+        for p in [*d_a.parameters(), *d_b.parameters()]:
+            p.requires_grad_(True)
+        opt_d.zero_grad()
+        pooled_b, pooled_a = pool_b.query(fake_b.detach()), pool_a.query(fake_a.detach())
+        loss_d = 0.5 * (mse(d_a(b), 1) + mse(d_a(pooled_b), 0)) + 0.5 * (mse(d_b(a), 1) + mse(d_b(pooled_a), 0))
+        loss_d.backward()
+        opt_d.step()
+    result = copy.deepcopy(model)
+    result.g_a, result.g_b, result.d_a, result.d_b = g_a, g_b, d_a, d_b
+    return result
+
+
+def test_iterations_equal_the_reference_update_order():
+    batches = fixed_batches(3)
+    model = tiny_model(scheduler=dict(name="constant"))
+    expected = reference_iterations(model, batches)
+    trainer = quiet_trainer(max_steps=3)
+    trainer.fit(model, DataLoader(batches, batch_size=None))
+    assert trainer.global_step == 3
+    for (name, got), want in zip(model.named_parameters(), expected.parameters()):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_identity_weight_zero_skips_identity_forwards():
+    calls = {"g_a": 0}
+    for weight, per_iteration in ((0.5, 3), (0.0, 2)):
+        model = tiny_model(lambda_identity=weight)
+        calls["g_a"] = 0
+        model.g_a.register_forward_hook(lambda *_: calls.__setitem__("g_a", calls["g_a"] + 1))
+        terms, _ = model.losses(*fixed_batches(1)[0].values())
+        assert calls["g_a"] == per_iteration
+        assert ("idt_A" in terms) == (weight > 0)
+
+
+def test_negative_lambda_names_the_setting():
+    with pytest.raises(ValueError, match=r"model\.lambda_a"):
+        tiny_model(lambda_a=-1.0)
+
+
+def test_iteration_schedule_is_stepped_by_hand():
+    model = tiny_model(scheduler=dict(name="linear", unit="iteration", constant=2, decay=4))
+    trainer = quiet_trainer(max_steps=4)
+    trainer.fit(model, DataLoader(fixed_batches(4), batch_size=None))
+    opt_g, opt_d = model.optimizers()
+    assert opt_g.param_groups[0]["lr"] == pytest.approx(2e-4 * 0.5)
+    assert opt_d.param_groups[0]["lr"] == pytest.approx(2e-4 * 0.5)
+
+
+def test_epoch_schedule_steps_at_epoch_ends():
+    model = tiny_model(scheduler=dict(name="linear", unit="epoch", constant=1, decay=2))
+    trainer = quiet_trainer(max_epochs=2)
+    trainer.fit(model, DataLoader(fixed_batches(3), batch_size=None))
+    assert trainer.global_step == 6
+    assert model.optimizers()[0].param_groups[0]["lr"] == pytest.approx(2e-4 * 0.5)  # after 2 epochs: 1 - 1/2
+
+
+def read_metrics(path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_short_fit_counts_iterations_logs_and_checkpoints(tiny_cfg, tmp_path):
+    cfg = tiny_cfg("logger=csv", "trainer.max_steps=7", "trainer.val_check_interval=3",
+                   "callbacks.last_checkpoint.every_n_iterations=3", "trainer.log_every_n_steps=1")
+    trainer, model = train(cfg)
+    out = tmp_path / "out"
+    assert trainer.global_step == 7
+    assert trainer.fit_loop.epoch_loop._batches_that_stepped == 7  # batches == steps
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 7
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["iter_0000003.png", "iter_0000006.png"]
+    rows = read_metrics(out / "csv" / "metrics.csv")
+    columns = set(rows[0])
+    for name in ("loss/G_A_adv", "loss/G_B_adv", "loss/cycle_A", "loss/cycle_B", "loss/idt_A", "loss/idt_B",
+                 "loss/D_A", "loss/D_B", "lr/G", "lr/D", "val/cycle_A"):
+        assert name in columns, name
+    train_steps = sorted({int(r["step"]) for r in rows if r.get("loss/G_A_adv")})
+    assert train_steps == list(range(7))  # the x-axis is the iteration, once per batch
+
+
+def test_checkpoint_alone_rebuilds_the_generators(tiny_cfg, tmp_path):
+    trainer, model = train(tiny_cfg("trainer.max_steps=2"))
+    path = tmp_path / "out" / "checkpoints" / "last.ckpt"
+    restored = CycleGAN.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    assert restored.hparams.generator["ngf"] == 8
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(restored(x, "a2b"), model.cpu()(x, "a2b"))
+        torch.testing.assert_close(restored(x, "b2a"), model(x, "b2a"))
+
+
+def test_bf16_mixed_precision_trains_on_cpu(tiny_cfg):
+    trainer, model = train(tiny_cfg("trainer.max_steps=3", "trainer.precision=bf16-mixed"))
+    assert trainer.global_step == 3
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert trainer.callback_metrics["loss/G"].isfinite()
+
+
+@pytest.mark.slow
+def test_cycle_loss_falls_when_overfitting_a_tiny_set(tiny_cfg):
+    cfg = tiny_cfg("logger=csv", "trainer.max_steps=120", "trainer.log_every_n_steps=1", "data.flip=false",
+                   "model.optimizer.lr=0.001", "model.scheduler.name=constant")
+    train(cfg)
+    rows = [r for r in read_metrics(f"{cfg.paths.output_dir}/csv/metrics.csv") if r.get("loss/cycle_A")]
+    cycle = [float(r["loss/cycle_A"]) + float(r["loss/cycle_B"]) for r in rows]
+    first, last = sum(cycle[:10]) / 10, sum(cycle[-10:]) / 10
+    assert last < 0.5 * first, (first, last)
