@@ -40,7 +40,7 @@ class LastCheckpoint(pl.Callback):
 
     def save(self, trainer: pl.Trainer) -> None:
         tmp = self.dirpath / ".last.ckpt.tmp"
-        trainer.save_checkpoint(tmp)  # every rank must call; rank 0 writes
+        trainer.save_checkpoint(tmp, weights_only=False)  # every rank must call; rank 0 writes
         if trainer.is_global_zero:
             os.replace(tmp, self.path)
         trainer.strategy.barrier("last_checkpoint")
@@ -65,17 +65,31 @@ class LastCheckpoint(pl.Callback):
             self.save(trainer)
             rank_zero_info(f"Stopped by signal {signal.Signals(self.stopped_by).name}; saved {self.path}")
             trainer.should_stop = True
-        elif trainer.global_step % self.every == 0:
+        elif trainer.global_step % self.every == 0 or _is_final_iteration(trainer):
             self.save(trainer)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._saved_at != trainer.global_step:
+        if self._saved_at != trainer.global_step:  # stopped early by something else
             self.save(trainer)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         for signum, handler in self._previous_handlers.items():
             signal.signal(signum, handler)
         self._previous_handlers.clear()
+
+
+def _is_final_iteration(trainer: pl.Trainer) -> bool:
+    """True in the last iteration of the run (max_steps or max_epochs reached).
+
+    The final checkpoint is saved then rather than in on_train_end: Lightning resumes
+    a checkpoint saved after a batch exactly, but one saved after the loop's end-of-run
+    bookkeeping skips the next epoch.
+    """
+    if 0 < trainer.max_steps <= trainer.global_step:
+        return True
+    max_epochs = trainer.fit_loop.max_epochs
+    last_batch = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+    return last_batch and max_epochs not in (None, -1) and trainer.current_epoch + 1 >= max_epochs
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:

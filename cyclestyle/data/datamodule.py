@@ -111,12 +111,18 @@ class UnpairedDataModule(pl.LightningDataModule):
             **kwargs,
         )
 
-    # Mid-epoch resume: remember how many items of the current epoch were consumed.
+    # Mid-epoch resume: remember how many items of the current epoch were used.
     def state_dict(self) -> dict:
-        done = self.trainer.fit_loop.epoch_loop.batch_progress.current.completed if self.trainer else 0
-        return {"items_done_in_epoch": done * self.batch_size}
+        if self.trainer is None:
+            return {}
+        progress = self.trainer.fit_loop.epoch_loop.batch_progress
+        batches = progress.current.processed  # counts the batch whose on_train_batch_end is saving
+        if progress.is_last_batch or batches >= self.trainer.num_training_batches:
+            batches = 0  # the epoch is over; Lightning resumes at the next one
+        return {"epoch": self.trainer.current_epoch, "items_done": batches * self.batch_size}
 
     def load_state_dict(self, state: dict) -> None:
-        self._resume_skip = state["items_done_in_epoch"]
+        if state:
+            self._resume_at = (state["epoch"], state["items_done"])
         if self.sampler is not None:
             self.sampler.resume_at = self._resume_at
