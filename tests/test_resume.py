@@ -11,7 +11,7 @@ EPOCH = 4  # tiny folders: 6 - 2 held out A images lead, so one epoch is 4 itera
 
 
 def run(tiny_cfg, out, max_steps, ckpt_path=None):
-    cfg = tiny_cfg(f"trainer.max_steps={max_steps}", "callbacks.last_checkpoint.every_n_iterations=1000",
+    cfg = tiny_cfg(f"trainer.max_steps={max_steps}", "model.scheduler.constant=1", "model.scheduler.decay=2", "callbacks.last_checkpoint.every_n_iterations=1000",
                    "trainer.val_check_interval=1000")
     with open_dict(cfg):
         cfg.paths.output_dir = str(out)

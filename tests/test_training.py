@@ -98,10 +98,10 @@ def test_iteration_schedule_is_stepped_by_hand():
 
 def test_epoch_schedule_steps_at_epoch_ends():
     model = tiny_model(scheduler=dict(name="linear", unit="epoch", constant=1, decay=2))
-    trainer = quiet_trainer(max_epochs=2)
+    trainer = quiet_trainer(max_epochs=3)
     trainer.fit(model, DataLoader(fixed_batches(3), batch_size=None))
-    assert trainer.global_step == 6
-    assert model.optimizers()[0].param_groups[0]["lr"] == pytest.approx(2e-4 * 0.5)  # after 2 epochs: 1 - 1/2
+    assert trainer.global_step == 9
+    assert model.optimizers()[0].param_groups[0]["lr"] == pytest.approx(2e-4 * 0.5)  # in epoch 2: 1 - 1/2
 
 
 def read_metrics(path) -> list[dict]:

@@ -112,6 +112,8 @@ class CycleGAN(pl.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
+        if self.schedule_unit == "epoch":
+            self._follow_epoch_schedule()
         terms, _ = self.losses(batch["A"], batch["B"])
         loss_d = terms["D_A"] + terms["D_B"]
         loss_g = sum(value for name, value in terms.items() if not name.startswith("D_"))
@@ -140,9 +142,11 @@ class CycleGAN(pl.LightningModule):
         else:
             scaler.step(optimizer)
 
-    def on_train_epoch_end(self) -> None:
-        if self.schedule_unit == "epoch":
-            for scheduler in self.lr_schedulers():
+    def _follow_epoch_schedule(self) -> None:
+        """Epoch schedules track the epoch counter (reference: one step per finished epoch).
+        Checked every iteration, because Lightning skips on_train_epoch_start when it resumes."""
+        for scheduler in self.lr_schedulers():
+            while scheduler.last_epoch < self.current_epoch:
                 scheduler.step()
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
