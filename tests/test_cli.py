@@ -1,0 +1,119 @@
+"""The `cyclestyle` command end to end, in subprocesses: help, multirun, signals, DDP on CPU."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY
+
+TESTS = Path(__file__).parent
+
+
+def env() -> dict:
+    return {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "offline",
+            "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+
+
+def cyclestyle(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cyclestyle", *args], env=env(), capture_output=True, text=True,
+                          timeout=600, **kwargs)
+
+
+def tiny_args(folders, out, *extra) -> list[str]:
+    a, b = folders
+    return ["train", "data=folders", f"data.a={a}", f"data.b={b}", *TINY, f"paths.output_dir={out}", *extra]
+
+
+def test_help_lists_subcommands():
+    result = cyclestyle("--help")
+    assert result.returncode == 0 and "train" in result.stdout
+
+
+def test_train_help_lists_config_groups():
+    result = cyclestyle("train", "--help")
+    assert result.returncode == 0
+    for group in ("data:", "model:", "trainer:", "logger:", "callbacks:", "experiment:"):
+        assert group in result.stdout, group
+    assert "horse2zebra" in result.stdout and "ddp_cpu" in result.stdout
+
+
+@pytest.mark.slow
+def test_train_writes_checkpoint_into_the_named_output_dir(folders, tmp_path):
+    out = tmp_path / "run"
+    result = cyclestyle(*tiny_args(folders, out, "trainer.max_steps=3"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
+    assert (out / ".hydra" / "config.yaml").exists()  # Hydra's record of the run is in the same folder
+    assert f"Checkpoint: {out}/checkpoints/last.ckpt" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_missing_folder_fails_before_training_naming_it(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = cyclestyle("train", "data=folders", f"data.a={empty}", f"data.b={tmp_path / 'nowhere'}",
+                        *TINY, f"paths.output_dir={tmp_path / 'out'}")
+    assert result.returncode != 0
+    assert str(empty) in result.stderr and "no images" in result.stderr
+    assert not (tmp_path / "out" / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_multirun_sweeps_values(folders, tmp_path):
+    a, b = folders
+    sweep = tmp_path / "sweep"
+    result = cyclestyle("train", "-m", "data=folders", f"data.a={a}", f"data.b={b}", *TINY, "trainer.max_steps=1",
+                        "model.lambda_a=5,10", f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    lambdas = []
+    for job in ("0", "1"):
+        ckpt = torch.load(sweep / job / "checkpoints" / "last.ckpt", weights_only=True)
+        lambdas.append(ckpt["hyper_parameters"]["lambda_a"])
+    assert sorted(lambdas) == [5.0, 10.0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_saves_a_checkpoint_then_exits(folders, tmp_path, signum):
+    out = tmp_path / "run"
+    args = tiny_args(folders, out, "trainer.max_steps=100000", "trainer.val_check_interval=2",
+                     "callbacks.last_checkpoint.every_n_iterations=100000")
+    process = subprocess.Popen([sys.executable, "-m", "cyclestyle", *args], env=env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while not (out / "samples" / "iter_0000002.png").exists():  # training is under way
+        assert process.poll() is None and time.time() < deadline, process.stdout.read()[-3000:]
+        time.sleep(0.2)
+    process.send_signal(signum)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 128 + signum, output[-3000:]
+    saved = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] >= 2
+    assert "ckpt_path=" in output
+    # ... and the run resumes from it.
+    more = saved["global_step"] + 2
+    result = cyclestyle(*tiny_args(folders, out, f"trainer.max_steps={more}", "ckpt_path=last"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == more
+
+
+@pytest.mark.slow
+def test_ddp_on_cpu_keeps_ranks_identical(folders, tmp_path):
+    out, probe = tmp_path / "run", tmp_path / "probe"
+    result = cyclestyle(*tiny_args(folders, out, "trainer=ddp_cpu", "trainer.max_steps=3", "trainer.accelerator=cpu",
+                                   "+callbacks.probe._target_=ddp_probe.SaveRankWeights",
+                                   f"+callbacks.probe.out_dir={probe}"))
+    assert result.returncode == 0, result.stderr[-4000:]
+    ranks = [torch.load(probe / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    assert [r["global_step"] for r in ranks] == [3, 3] and [r["batches"] for r in ranks] == [3, 3]
+    for name, tensor in ranks[0]["state_dict"].items():
+        assert torch.equal(tensor, ranks[1]["state_dict"][name]), name
+    runs = [p for p in tmp_path.rglob(".hydra")]
+    assert runs == [out / ".hydra"]  # one run directory, not one per rank
+    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
