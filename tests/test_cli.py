@@ -3,6 +3,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,9 +20,10 @@ def env() -> dict:
             "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
 
 
-def cyclestyle(*args: str, **kwargs) -> subprocess.CompletedProcess:
+def cyclestyle(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the installed command from a neutral folder (not the source tree)."""
     return subprocess.run([sys.executable, "-m", "cyclestyle", *args], env=env(), capture_output=True, text=True,
-                          timeout=600, **kwargs)
+                          timeout=600, cwd=cwd or tempfile.gettempdir())
 
 
 def tiny_args(folders, out, *extra) -> list[str]:
@@ -84,7 +86,7 @@ def test_signal_saves_a_checkpoint_then_exits(folders, tmp_path, signum):
     args = tiny_args(folders, out, "trainer.max_steps=100000", "trainer.val_check_interval=2",
                      "callbacks.last_checkpoint.every_n_iterations=100000")
     process = subprocess.Popen([sys.executable, "-m", "cyclestyle", *args], env=env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+                               stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
     deadline = time.time() + 300
     while not (out / "samples" / "iter_0000002.png").exists():  # training is under way
         assert process.poll() is None and time.time() < deadline, process.stdout.read()[-3000:]
