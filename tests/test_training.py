@@ -155,3 +155,21 @@ def test_cycle_loss_falls_when_overfitting_a_tiny_set(tiny_cfg):
     cycle = [float(r["loss/cycle_A"]) + float(r["loss/cycle_B"]) for r in rows]
     first, last = sum(cycle[:10]) / 10, sum(cycle[-10:]) / 10
     assert last < 0.5 * first, (first, last)
+
+
+def test_fp16_grad_scaler_updates_once_per_iteration_for_both_optimizers():
+    """16-mixed (GPU in practice; fp16 autocast and GradScaler also run on CPU): both optimizers
+    step through the one scaler and it updates once per iteration."""
+    from pytorch_lightning.plugins.precision import MixedPrecision
+
+    model = tiny_model()
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=1)  # doubles at every update
+    trainer = quiet_trainer(max_steps=3, plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)])
+    trainer.fit(model, DataLoader(fixed_batches(3), batch_size=None))
+    assert trainer.global_step == 3
+    assert scaler.get_scale() == 2.0**13  # three updates, not six
+    for prefix in ("g_a", "g_b", "d_a", "d_b"):
+        changed = [not torch.equal(p, before[n]) for n, p in model.named_parameters() if n.startswith(prefix)]
+        assert any(changed), prefix
+    assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -35,16 +35,17 @@ class ImageFolderReader:
         raise RuntimeError(f"none of the {len(self.files)} images under {self.files[0].parent} could be read")
 
 
-class UnpairedImages(Dataset):
-    """Item (i_a, i_b, seed) -> {"A": (3, H, W), "B": (3, H, W)} in [-1, 1], augmented with `seed`."""
-
+class _TwoDomains(Dataset):
     def __init__(self, files_a: list[Path], files_b: list[Path], transform: A.Compose) -> None:
-        self.a = ImageFolderReader(files_a)
-        self.b = ImageFolderReader(files_b)
+        self.a, self.b = ImageFolderReader(files_a), ImageFolderReader(files_b)
         self.transform = transform
 
     def __len__(self) -> int:
         return max(len(self.a), len(self.b))
+
+
+class UnpairedImages(_TwoDomains):
+    """Item (i_a, i_b, seed) -> {"A": (3, H, W), "B": (3, H, W)} in [-1, 1], augmented with `seed`."""
 
     def _augment(self, image, seed: int) -> torch.Tensor:
         self.transform.set_random_seed(seed)
@@ -55,16 +56,8 @@ class UnpairedImages(Dataset):
         return {"A": self._augment(self.a.read(i_a), seed), "B": self._augment(self.b.read(i_b), seed + 1)}
 
 
-class PairedByIndex(Dataset):
+class PairedByIndex(_TwoDomains):
     """Validation: item i is (A[i % n_a], B[i % n_b]), deterministic (no random augmentation)."""
-
-    def __init__(self, files_a: list[Path], files_b: list[Path], transform: A.Compose) -> None:
-        self.a = ImageFolderReader(files_a)
-        self.b = ImageFolderReader(files_b)
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return max(len(self.a), len(self.b))
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         a = self.transform(image=self.a.read(i % len(self.a)))["image"]
