@@ -34,10 +34,10 @@ def write_images(folder: Path, count: int, *, size: tuple[int, int] = (40, 40), 
 
 @pytest.fixture
 def folders(tmp_path: Path) -> tuple[Path, Path]:
-    """Two unpaired domains: 6 images in A, 4 (brighter) in B."""
+    """Two unpaired domains: 8 images in A, 6 (brighter) in B; 2 and 1 of them are held out."""
     a, b = tmp_path / "A", tmp_path / "B"
-    write_images(a, 6, seed=1)
-    write_images(b, 4, seed=2, tint=60)
+    write_images(a, 8, seed=1)
+    write_images(b, 6, seed=2, tint=60)
     return a, b
 
 

@@ -166,7 +166,8 @@ def test_datamodule_holds_out_validation_images(folders):
     a, b = folders
     dm = UnpairedDataModule(a=str(a), b=str(b), num_val=2, load_size=36, crop_size=32, num_workers=0)
     dm.setup("fit")
-    assert len(dm.files["a"]) == 4 and len(dm.files["val_a"]) == 2
+    assert len(dm.files["a"]) == 6 and len(dm.files["val_a"]) == 2
+    assert len(dm.files["b"]) == 5 and len(dm.files["val_b"]) == 1  # at most a quarter is held out
     assert not set(dm.files["a"]) & set(dm.files["val_a"])
     batch = next(iter(dm.train_dataloader()))
     assert batch["A"].shape == (1, 3, 32, 32) and batch["B"].shape == (1, 3, 32, 32)
@@ -179,7 +180,7 @@ def test_datamodule_uses_test_folders_when_given(folders, tmp_path):
     write_images(tmp_path / "testA", 3)
     dm = UnpairedDataModule(a=str(a), b=str(b), val_a=str(tmp_path / "testA"), num_workers=0)
     dm.setup("fit")
-    assert len(dm.files["a"]) == 6 and len(dm.files["val_a"]) == 3
+    assert len(dm.files["a"]) == 8 and len(dm.files["val_a"]) == 3
 
 
 def test_invalid_values_name_the_setting(folders):

@@ -7,7 +7,7 @@ from cyclestyle.train import resolve_ckpt_path, train
 
 pytestmark = pytest.mark.slow
 
-EPOCH = 4  # tiny folders: 6 - 2 held out A images lead, so one epoch is 4 iterations
+EPOCH = 6  # tiny folders: 8 - 2 held-out A images lead, so one epoch is 6 iterations
 
 
 def run(tiny_cfg, out, max_steps, ckpt_path=None):

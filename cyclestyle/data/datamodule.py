@@ -75,9 +75,9 @@ class UnpairedDataModule(pl.LightningDataModule):
         train = self._find(domain)
         if self.folders[f"val_{domain}"] is not None:
             return train, self._find(f"val_{domain}")
-        held = min(self.num_val, len(train) - 1)
+        held = min(self.num_val, len(train) // 4)  # keep at least 3/4 for training
         if held < 1:
-            return train, train  # a single image: validate on it
+            return train, train[: self.num_val]  # too few to spare: validate on training images
         chosen = set(np.random.default_rng([self.seed, 7]).choice(len(train), held, replace=False).tolist())
         return [f for i, f in enumerate(train) if i not in chosen], [f for i, f in enumerate(train) if i in chosen]
 
