@@ -22,9 +22,7 @@ from PIL import Image
 from .datamodule import UnpairedDataModule
 
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "motorcycle_right.png", "rocket.jpg")
-VERSION = "1"  # bump when the recipe below changes, so caches are rebuilt
-SHORT_SIDE = 200  # photos are scaled to this before stylization
-HELD_OUT = 80  # width of the held-out strip along each photo's long side
+VERSION = "2"  # bump when the recipe below changes, so caches are rebuilt
 
 
 def stylize(rgb: np.ndarray) -> np.ndarray:
@@ -32,7 +30,8 @@ def stylize(rgb: np.ndarray) -> np.ndarray:
     return cv2.stylization(rgb[:, :, ::-1].copy(), sigma_s=60, sigma_r=0.45)[:, :, ::-1].copy()
 
 
-def _photos() -> list[np.ndarray]:
+def _photos(short_side: int) -> list[np.ndarray]:
+    """The sample photographs, RGB, scaled so their shorter side is `short_side`."""
     from skimage import data as skimage_data
 
     folder = Path(skimage_data.__file__).parent
@@ -40,7 +39,7 @@ def _photos() -> list[np.ndarray]:
     for name in PHOTOS:
         rgb = np.asarray(Image.open(folder / name).convert("RGB"))
         h, w = rgb.shape[:2]
-        scale = SHORT_SIDE / min(h, w)
+        scale = short_side / min(h, w)
         photos.append(cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA))
     return photos
 
@@ -60,11 +59,11 @@ def _cut(image: np.ndarray, box: tuple[int, int, int], size: int) -> np.ndarray:
     return cv2.resize(image[y : y + side, x : x + side], (size, size), interpolation=cv2.INTER_AREA)
 
 
-def _split(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(training part, held-out strip) along the long side."""
+def _split(image: np.ndarray, held_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training part, held-out strip `held_out` pixels wide) along the long side."""
     if image.shape[1] >= image.shape[0]:
-        return image[:, :-HELD_OUT], image[:, -HELD_OUT:]
-    return image[:-HELD_OUT], image[-HELD_OUT:]
+        return image[:, :-held_out], image[:, -held_out:]
+    return image[:-held_out], image[-held_out:]
 
 
 def build_demo(root: str | os.PathLike, *, size: int = 72, train_per_photo: int = 40, test_per_photo: int = 3) -> Path:
@@ -74,8 +73,8 @@ def build_demo(root: str | os.PathLike, *, size: int = 72, train_per_photo: int 
     and interrupted builds never leave a half-written data set.
     """
     root = Path(root).expanduser()
-    marker = root / ".complete"
-    if marker.exists() and marker.read_text().strip() == VERSION:
+    marker, stamp = root / ".complete", f"{VERSION} size={size}"
+    if marker.exists() and marker.read_text().strip() == stamp:
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -83,9 +82,11 @@ def build_demo(root: str | os.PathLike, *, size: int = 72, train_per_photo: int 
     splits = {name: tmp / name for name in ("trainA", "trainB", "testA", "testA_stylized", "testB")}
     for folder in splits.values():
         folder.mkdir()
-    for p, photo in enumerate(_photos()):
+    # Photos are scaled so a crop shows a part of the scene, whatever `size` is.
+    for p, photo in enumerate(_photos(short_side=round(size * 2.8))):
         styled = stylize(photo)
-        (photo_train, photo_test), (styled_train, styled_test) = _split(photo), _split(styled)
+        held_out = round(size * 1.1)
+        (photo_train, photo_test), (styled_train, styled_test) = _split(photo, held_out), _split(styled, held_out)
         crops = {
             "trainA": [_cut(photo_train, box, size) for box in _random_boxes(photo_train.shape, train_per_photo, size, rng)],
             "trainB": [_cut(styled_train, box, size) for box in _random_boxes(styled_train.shape, train_per_photo, size, rng)],
@@ -98,7 +99,7 @@ def build_demo(root: str | os.PathLike, *, size: int = 72, train_per_photo: int 
         for split, images in crops.items():
             for i, image in enumerate(images):
                 Image.fromarray(np.ascontiguousarray(image)).save(splits[split] / f"{p:02d}_{i:03d}.png")
-    (tmp / ".complete").write_text(VERSION)
+    (tmp / ".complete").write_text(stamp)
     if root.exists():
         shutil.rmtree(root, ignore_errors=True)
     try:
@@ -111,11 +112,12 @@ def build_demo(root: str | os.PathLike, *, size: int = 72, train_per_photo: int 
 class DemoDataModule(UnpairedDataModule):
     """`UnpairedDataModule` over the demo data set, which it builds on first use."""
 
-    def __init__(self, *, root: str, **kwargs) -> None:
+    def __init__(self, *, root: str, load_size: int = 72, **kwargs) -> None:
         self.root = Path(root).expanduser()
+        self.image_size = load_size  # the data set is built at the load size
         folders = {key: str(self.root / sub) for key, sub in
                    (("a", "trainA"), ("b", "trainB"), ("val_a", "testA"), ("val_b", "testB"))}
-        super().__init__(**folders, **kwargs)
+        super().__init__(**folders, load_size=load_size, **kwargs)
 
     def prepare_data(self) -> None:
-        build_demo(self.root)
+        build_demo(self.root, size=self.image_size)

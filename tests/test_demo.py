@@ -1,0 +1,70 @@
+"""The built-in demo: `cyclestyle train` with no data arguments, offline, at a small size."""
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from cyclestyle.data import build_demo, find_images
+from cyclestyle.data.demo import stylize
+
+from test_cli import cyclestyle
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_data_is_built_once_and_held_out(tmp_path):
+    root = build_demo(tmp_path / "demo", size=40, train_per_photo=4, test_per_photo=2)
+    counts = {split: len(find_images(root / split)) for split in ("trainA", "trainB", "testA", "testA_stylized", "testB")}
+    assert counts == {"trainA": 24, "trainB": 24, "testA": 12, "testA_stylized": 12, "testB": 12}
+    photo = root / "testA" / "00_000.png"
+    target = root / "testA_stylized" / "00_000.png"
+    assert Image.open(photo).size == (40, 40) == Image.open(target).size
+    stamp = (root / ".complete").stat().st_mtime
+    build_demo(tmp_path / "demo", size=40, train_per_photo=4, test_per_photo=2)
+    assert (root / ".complete").stat().st_mtime == stamp  # not rebuilt
+
+
+def test_stylize_is_painterly_not_identity():
+    image = torch.randint(0, 256, (48, 48, 3), dtype=torch.uint8).numpy()
+    out = stylize(image)
+    assert out.shape == image.shape and (out != image).mean() > 0.5
+
+
+def test_demo_default_runs_offline_and_reports(tmp_path):
+    out = tmp_path / "run"
+    result = cyclestyle("train", f"paths.cache_dir={tmp_path / 'cache'}", f"paths.output_dir={out}",
+                        "data.load_size=40", "data.crop_size=32", "model.generator.ngf=8", "model.discriminator.ndf=8",
+                        "trainer.max_steps=10", "trainer.val_check_interval=5", "trainer.enable_progress_bar=false")
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-3000:]
+    assert (tmp_path / "cache" / "demo" / ".complete").exists()
+    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 10
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["iter_0000005.png", "iter_0000010.png"]
+    report = json.loads((out / "demo_psnr.json").read_text())
+    assert report["images"] == 18 and 5 < report["psnr_untouched_db"] < 40 and 0 < report["psnr_translated_db"] < 60
+    assert "Held-out demo photos (18)" in log and f"Checkpoint: {out}/checkpoints/last.ckpt" in log
+    assert f"Sample images: {out}/samples" in log
+
+
+def test_paired_psnr_reports_translation_next_to_untouched(tmp_path):
+    from types import SimpleNamespace
+
+    from cyclestyle.callbacks import PairedPSNR, psnr
+
+    root = build_demo(tmp_path / "demo", size=40, train_per_photo=1, test_per_photo=1)
+
+    class Copy(torch.nn.Module):  # a "translation" that changes nothing
+        device = torch.device("cpu")
+
+        def forward(self, x, direction):
+            return x
+
+    callback = PairedPSNR(root / "testA", root / "testA_stylized", tmp_path / "psnr.json")
+    callback.on_train_end(SimpleNamespace(is_global_zero=True), Copy())
+    result = json.loads((tmp_path / "psnr.json").read_text())
+    assert result["images"] == 6
+    assert result["psnr_translated_db"] == pytest.approx(result["psnr_untouched_db"], abs=0.05)
+    import numpy as np
+    a, b = np.zeros((2, 2, 3), np.uint8), np.full((2, 2, 3), 255, np.uint8)
+    assert psnr(a, b) == pytest.approx(0.0) and psnr(a, a) == float("inf")
