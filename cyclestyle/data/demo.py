@@ -83,9 +83,9 @@ def build_demo(root: str | os.PathLike, *, size: int = 72, train_per_photo: int 
     for folder in splits.values():
         folder.mkdir()
     # Photos are scaled so a crop shows a part of the scene, whatever `size` is.
-    for p, photo in enumerate(_photos(short_side=round(size * 2.8))):
+    for p, photo in enumerate(_photos(short_side=round(size * 200 / 72))):
         styled = stylize(photo)
-        held_out = round(size * 1.1)
+        held_out = round(size * 80 / 72)
         (photo_train, photo_test), (styled_train, styled_test) = _split(photo, held_out), _split(styled, held_out)
         crops = {
             "trainA": [_cut(photo_train, box, size) for box in _random_boxes(photo_train.shape, train_per_photo, size, rng)],
