@@ -23,6 +23,9 @@ from .datamodule import UnpairedDataModule
 
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "motorcycle_right.png", "rocket.jpg")
 VERSION = "2"  # bump when the recipe below changes, so caches are rebuilt
+# Geometry per pixel of crop size, so a crop shows the same part of a scene at any size:
+SHORT_SIDE_PER_PX = 200 / 72  # photos scaled to a 200 px shorter side for 72 px crops
+HELD_OUT_PER_PX = 80 / 72  # an 80 px strip of every photo is held out for 72 px crops
 
 
 def stylize(rgb: np.ndarray) -> np.ndarray:
@@ -82,10 +85,9 @@ def build_demo(root: str | os.PathLike, *, size: int = 72, train_per_photo: int 
     splits = {name: tmp / name for name in ("trainA", "trainB", "testA", "testA_stylized", "testB")}
     for folder in splits.values():
         folder.mkdir()
-    # Photos are scaled so a crop shows a part of the scene, whatever `size` is.
-    for p, photo in enumerate(_photos(short_side=round(size * 200 / 72))):
+    held_out = round(size * HELD_OUT_PER_PX)
+    for p, photo in enumerate(_photos(short_side=round(size * SHORT_SIDE_PER_PX))):
         styled = stylize(photo)
-        held_out = round(size * 80 / 72)
         (photo_train, photo_test), (styled_train, styled_test) = _split(photo, held_out), _split(styled, held_out)
         crops = {
             "trainA": [_cut(photo_train, box, size) for box in _random_boxes(photo_train.shape, train_per_photo, size, rng)],
