@@ -143,7 +143,7 @@ def psnr(x: np.ndarray, y: np.ndarray) -> float:
 class PairedPSNR(pl.Callback):
     """At the end of training, translates each image in `a_dir` with G_A and reports the mean
     PSNR against the same-named image in `target_dir`, next to the PSNR of the untouched
-    input. The demo uses it to show the model learned cv2.stylization. Results go to the
+    input. The demo uses it to show the model learned its watercolour rendering. Results go to the
     log and to `output_file` (JSON)."""
 
     def __init__(self, a_dir: str, target_dir: str, output_file: str) -> None:
@@ -173,7 +173,7 @@ class PairedPSNR(pl.Callback):
         self.output_file.parent.mkdir(parents=True, exist_ok=True)
         self.output_file.write_text(json.dumps(self.result, indent=2))
         rank_zero_info(
-            f"Held-out demo photos ({self.result['images']}): PSNR to their cv2.stylization rendering: "
+            f"Held-out demo photos ({self.result['images']}): PSNR to their true domain-B rendering: "
             f"A->B translation {self.result['psnr_translated_db']:.2f} dB vs untouched photo "
             f"{self.result['psnr_untouched_db']:.2f} dB"
         )

@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 
 COMMANDS = {
     "train": "train a CycleGAN; arguments are Hydra overrides (see `cyclestyle train --help`)",
+    "translate": "translate image files, folders or glob patterns with a trained generator",
+    "export": "write one direction's generator as ONNX or TorchScript",
+    "import-reference": "turn reference CycleGAN .pth files (G_A, G_B, optionally D_A, D_B) into a cyclestyle checkpoint",
 }
+MODULES = {"translate": "translate", "export": "export", "import-reference": "import_reference"}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -17,9 +22,13 @@ def main(argv: list[str] | None = None) -> None:
         from .train import main as train_main
 
         return train_main(argv[1:])
+    if argv and argv[0] in MODULES:
+        module = importlib.import_module(f".commands.{MODULES[argv[0]]}", __package__)
+        sys.exit(module.main(argv[1:]))
     parser = argparse.ArgumentParser(
         prog="cyclestyle",
-        description="Unpaired image-to-image translation: train CycleGAN models from two image folders.",
+        description="Unpaired image-to-image translation: train CycleGAN models from two image folders, "
+        "translate photo libraries with them, export them.",
         epilog="Run `cyclestyle COMMAND --help` for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")

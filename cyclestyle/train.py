@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.utilities import rank_zero_info
 
 from cyclestyle.callbacks import LastCheckpoint, SampleImages
+from cyclestyle.inference.sources import safe_load
 
 CONFIG_MODULE = "cyclestyle.configs"
 
@@ -38,6 +39,31 @@ def resolve_ckpt_path(ckpt_path: str | None, *, output_dir: str, log_dir: str) -
     return str(Path(ckpt_path).expanduser())
 
 
+def load_weights_only(model: pl.LightningModule, ckpt_path: str) -> bool:
+    """If `ckpt_path` holds weights but no training state (e.g. from `cyclestyle import-reference`),
+    load them into `model` and return True; False for a full checkpoint that Lightning resumes.
+
+    Generators must match exactly; discriminators missing from the file keep their fresh init."""
+    checkpoint = safe_load(ckpt_path, mmap=True)
+    if "optimizer_states" in checkpoint:
+        return False
+    state = checkpoint.get("state_dict", {})
+    saved = (checkpoint.get("hyper_parameters") or {}).get("generator")
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as error:
+        raise ValueError(f"ckpt_path={ckpt_path}: its generator {saved} does not fit model.generator "
+                         f"{dict(model.hparams.generator)}; set model.generator.* to match ({error})") from None
+    missing = [k for k in result.missing_keys if k.startswith(("g_a.", "g_b."))]
+    if missing or result.unexpected_keys:
+        raise ValueError(f"ckpt_path={ckpt_path}: its weights do not fit model.generator "
+                         f"{dict(model.hparams.generator)} (saved: {saved}); missing {missing[:3]}, "
+                         f"unexpected {result.unexpected_keys[:3]}")
+    if any(k.startswith(("d_a.", "d_b.")) for k in result.missing_keys):
+        rank_zero_info(f"{ckpt_path} holds no discriminators: they start from a fresh initialisation")
+    return True
+
+
 def _instantiate_all(group: DictConfig | None) -> list:
     return [instantiate(node) for node in (group or {}).values() if isinstance(node, DictConfig) and "_target_" in node]
 
@@ -51,7 +77,10 @@ def train(cfg: DictConfig) -> tuple[pl.Trainer, pl.LightningModule]:
     loggers = _instantiate_all(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir=cfg.paths.output_dir, log_dir=cfg.paths.log_dir)
-    if ckpt_path:
+    if ckpt_path and load_weights_only(model, ckpt_path):
+        rank_zero_info(f"Fine-tuning from the weights in {ckpt_path} (optimizers and schedules start fresh)")
+        ckpt_path = None
+    elif ckpt_path:
         rank_zero_info(f"Resuming from {ckpt_path}")
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     return trainer, model

@@ -57,7 +57,7 @@ def test_dropout_moves_the_second_conv_of_each_block():
     assert {k: tuple(v) for k, v in reference_resnet_keys(9, dropout=True).items()}.keys() == keys
 
 
-@pytest.mark.parametrize("name,size", [("resnet_6blocks", 36), ("unet_128", 128), ("unet_256", 256)])
+@pytest.mark.parametrize("name,size", [("resnet_6blocks", 36), ("unet_64", 64), ("unet_128", 128), ("unet_256", 256)])
 def test_generators_keep_the_image_shape(name, size):
     net = build_generator(name, ngf=8).eval()
     with torch.no_grad():

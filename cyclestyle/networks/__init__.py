@@ -1,6 +1,7 @@
 """Plain `nn.Module` networks and the name-based builders the models use.
 
-Generators: resnet_9blocks, resnet_6blocks, unet_128, unet_256.
+Generators: resnet_9blocks, resnet_6blocks, unet_64, unet_128, unet_256 (unet_N takes
+multiples of N px).
 Discriminators: basic (70x70 PatchGAN), n_layers (PatchGAN with `n_layers`), pixel.
 """
 from __future__ import annotations
@@ -12,7 +13,8 @@ from .layers import NORMS, init_weights, norm_layer
 from .resnet import ResnetBlock, ResnetGenerator
 from .unet import UnetGenerator
 
-GENERATORS = ("resnet_9blocks", "resnet_6blocks", "unet_128", "unet_256")
+UNET_LEVELS = {"unet_64": 6, "unet_128": 7, "unet_256": 8}
+GENERATORS = ("resnet_9blocks", "resnet_6blocks", *UNET_LEVELS)
 DISCRIMINATORS = ("basic", "n_layers", "pixel")
 
 __all__ = [
@@ -42,8 +44,8 @@ def build_generator(
     io = dict(in_channels=in_channels, out_channels=out_channels, ngf=ngf, norm=norm, dropout=dropout)
     if name in ("resnet_9blocks", "resnet_6blocks"):
         net = ResnetGenerator(n_blocks=int(name[7]), **io)
-    elif name in ("unet_128", "unet_256"):
-        net = UnetGenerator(num_downs={"unet_128": 7, "unet_256": 8}[name], **io)
+    elif name in UNET_LEVELS:
+        net = UnetGenerator(num_downs=UNET_LEVELS[name], **io)
     else:
         raise ValueError(f"model.generator.name={name!r} is not a known generator; choose one of {', '.join(GENERATORS)}")
     return init_weights(net, init_type=init_type, init_gain=init_gain)

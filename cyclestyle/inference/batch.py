@@ -1,0 +1,135 @@
+"""Translating many files fast: DataLoader workers decode, same-size images share a batch, the
+generator runs under `torch.inference_mode` (and autocast), a thread pool encodes and writes
+atomically while the next batch runs. Broken inputs are listed and skipped, never fatal."""
+from __future__ import annotations
+
+import time
+from collections import defaultdict, deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ..callbacks import to_uint8
+from .files import Job, decode, save_atomic
+from .tiling import run_tiled, run_whole
+
+_SWAPS_SIDES = (5, 6, 7, 8)  # EXIF orientations that rotate by 90 degrees
+
+
+@dataclass
+class Summary:
+    translated: int = 0
+    skipped: int = 0  # outputs that already existed
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def line(self, output: Path) -> str:
+        rate = self.translated / self.seconds if self.seconds > 0 else 0.0
+        return (f"Translated {self.translated} images in {self.seconds:.1f} s ({rate:.2f} images/s) -> {output}; "
+                f"{self.skipped} already there (skipped), {len(self.failed)} failed")
+
+
+class _Images(Dataset):
+    """Decodes job i to {"index", "image": (3, H, W) uint8, "alpha": (H, W) uint8 | None}, or
+    {"index", "error"} for a file that cannot be read."""
+
+    def __init__(self, jobs: list[Job]) -> None:
+        self.jobs = jobs
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def __getitem__(self, index: int) -> dict:
+        try:
+            rgb, alpha = decode(self.jobs[index].source)
+        except Exception as error:  # noqa: BLE001 -- any decoder failure means "skip this file"
+            return {"index": index, "error": f"{type(error).__name__}: {error}"}
+        return {"index": index, "image": torch.from_numpy(rgb.copy()).permute(2, 0, 1), "alpha": alpha}
+
+
+def image_size(path: Path) -> tuple[int, int] | None:
+    """(H, W) after EXIF orientation, from the header only; None if the header is unreadable."""
+    try:
+        with Image.open(path) as image:
+            w, h = image.size
+            orientation = image.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 -- decided (and reported) when the file is decoded
+        return None
+    return (w, h) if orientation in _SWAPS_SIDES else (h, w)
+
+
+def size_batches(sizes: list[tuple[int, int] | None], batch_size: int) -> list[list[int]]:
+    """Indices grouped so that a batch only holds images of one size, at most `batch_size` each.
+    Unknown sizes go alone."""
+    groups: dict[object, list[int]] = defaultdict(list)
+    for index, size in enumerate(sizes):
+        groups[size if size is not None else ("unknown", index)].append(index)
+    return [members[i : i + batch_size] for members in groups.values() for i in range(0, len(members), batch_size)]
+
+
+def _as_list(items: list[dict]) -> list[dict]:
+    return items
+
+
+def translate_files(
+    jobs: list[Job],
+    generator,
+    *,
+    batch_size: int = 4,
+    workers: int = 2,
+    tile: int | None = None,
+    tile_overlap: int = 32,
+    overwrite: bool = False,
+    quality: int = 95,
+    progress: bool = True,
+) -> Summary:
+    """Translate every job's source into its target; returns what happened."""
+    summary, start = Summary(), time.perf_counter()
+    todo = [job for job in jobs if overwrite or not job.target.exists()]
+    summary.skipped = len(jobs) - len(todo)
+    if not todo:
+        return summary
+    batches = size_batches([image_size(job.source) for job in todo], batch_size)
+    loader = DataLoader(_Images(todo), batch_sampler=batches, num_workers=workers, collate_fn=_as_list,
+                        pin_memory=generator.device.type == "cuda", prefetch_factor=4 if workers else None)
+    pending: deque[tuple[Job, Future]] = deque()
+    bar = tqdm(total=len(todo), unit="img", disable=not progress, dynamic_ncols=True)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as writers:
+        try:
+            for items in loader:
+                good = [item for item in items if "error" not in item]
+                summary.failed += [(todo[item["index"]].source, item["error"]) for item in items if "error" in item]
+                if good:
+                    x = torch.stack([item["image"] for item in good]).float().div_(127.5).sub_(1)  # (B, 3, H, W)
+                    if tile:
+                        y = run_tiled(generator, x, generator.size_multiple, tile=tile, overlap=tile_overlap)
+                    else:
+                        y = run_whole(generator, x, generator.size_multiple)
+                    outputs = to_uint8(y).permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, 3)
+                    for item, rgb in zip(good, outputs):
+                        job = todo[item["index"]]
+                        pending.append((job, writers.submit(save_atomic, rgb, item["alpha"], job.target, quality=quality)))
+                while pending and (pending[0][1].done() or len(pending) > 4 * batch_size):
+                    _finish(pending.popleft(), summary)
+                bar.update(len(items))
+                bar.set_postfix(failed=len(summary.failed), refresh=False)
+        finally:
+            while pending:
+                _finish(pending.popleft(), summary)
+            bar.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _finish(entry: tuple[Job, Future], summary: Summary) -> None:
+    job, future = entry
+    try:
+        future.result()
+        summary.translated += 1
+    except OSError as error:
+        summary.failed.append((job.source, f"cannot write {job.target}: {error}"))

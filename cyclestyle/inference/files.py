@@ -1,0 +1,123 @@
+"""Inputs and outputs of batch translation: which files, where their results go, decoding with
+alpha kept aside, and atomic writes (a temporary file renamed into place)."""
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from ..data.images import IMAGE_EXTENSIONS, find_images, to_rgb
+
+FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}  # plus "same": keep the input's extension
+PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+ALPHA_SUFFIXES = (".png", ".webp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class Job:
+    source: Path  # input image
+    target: Path  # where its translation goes
+
+
+def _glob_root(pattern: str) -> Path:
+    """The folder part of a glob pattern before its first wildcard."""
+    parts = Path(pattern).expanduser().parts
+    fixed = [p for p in parts[: next(i for i, p in enumerate(parts) if glob.has_magic(p))]]
+    return Path(*fixed) if fixed else Path(".")
+
+
+def collect(inputs: list[str]) -> list[tuple[Path, Path, Path | None]]:
+    """(image, path relative to its input, folder whose subfolders the input searches, or None)
+    for files, folders (recursive) and glob patterns, in a stable order."""
+    found: list[tuple[Path, Path, Path | None]] = []
+    for item in inputs:
+        path = Path(item).expanduser()
+        if glob.has_magic(item) and not path.exists():
+            root = _glob_root(item)
+            matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
+            files = [p for p in matches if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+            if not files:
+                raise FileNotFoundError(f"no images match {item!r}")
+            searched = root if "**" in item else None  # a recursive pattern would find our outputs again
+            found += [(p, p.relative_to(root), searched) for p in files]
+        elif path.is_dir():
+            found += [(p, p.relative_to(path), path) for p in find_images(path, setting="input")]
+        elif path.is_file():
+            found.append((path, Path(path.name), None))
+        else:
+            raise FileNotFoundError(f"input not found: {path}")
+    return found
+
+
+def plan(inputs: list[str], output: str | os.PathLike, fmt: str = "png") -> list[Job]:
+    """One job per input image; the output tree mirrors the inputs' relative paths.
+
+    Refuses an output folder inside an input folder and outputs that would replace an input."""
+    if fmt != "same" and fmt not in FORMATS:
+        raise ValueError(f"--format must be one of {', '.join([*FORMATS, 'same'])}, got {fmt!r}")
+    out = Path(output).expanduser().resolve()
+    found = collect(inputs)
+    for source, _, root in found:
+        if out == source.parent.resolve() or (root is not None and out.is_relative_to(root.resolve())):
+            raise ValueError(f"refusing to write into the input folder {root or source.parent}: "
+                             f"choose an --output outside it")
+    jobs, seen = [], {}
+    sources = {p.resolve() for p, _, _ in found}
+    for source, relative, _ in found:
+        target = out / (relative if fmt == "same" else relative.with_suffix(FORMATS[fmt]))
+        if target in sources:
+            raise ValueError(f"refusing to overwrite the input file {source}: choose another --output or --format")
+        if target in seen:
+            raise ValueError(f"{source} and {seen[target]} would both be written to {target}")
+        seen[target] = source
+        jobs.append(Job(source, target))
+    return jobs
+
+
+def check_writable(folder: Path) -> None:
+    """Fail before any work if `folder` cannot be created or written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".cyclestyle-probe-"):
+            pass
+    except OSError as error:
+        raise PermissionError(f"cannot write to the output folder {folder}: {error.strerror or error}") from None
+
+
+def decode(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """((H, W, 3) uint8 RGB, (H, W) uint8 alpha or None), EXIF orientation applied.
+
+    Transparent pixels are composited over white for the network; the alpha is re-attached later."""
+    with Image.open(path) as image:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        alpha = None
+        if image.mode == "P" and "transparency" in image.info:
+            image = image.convert("RGBA")
+        if image.mode in ("RGBA", "LA", "PA"):
+            alpha = np.asarray(image.getchannel("A"))
+        return to_rgb(image), alpha
+
+
+def save_atomic(rgb: np.ndarray, alpha: np.ndarray | None, target: Path, *, quality: int = 95) -> None:
+    """Write (H, W, 3) uint8 (+ alpha where the format keeps it) to `target` via a temporary
+    file in the same folder, so an interrupted write never leaves a partial image."""
+    suffix = target.suffix.lower()
+    image = Image.fromarray(rgb)
+    if alpha is not None and suffix in ALPHA_SUFFIXES:
+        image.putalpha(Image.fromarray(alpha))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            options = {"quality": quality} if suffix in (".jpg", ".jpeg", ".webp") else {}
+            image.save(handle, format=PIL_FORMATS[suffix], **options)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
