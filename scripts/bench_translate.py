@@ -1,8 +1,8 @@
 """Batch-translation speed: `cyclestyle translate`'s pipeline against what the reference test tool
 does (batch 1, fp32, decode - translate - save one image at a time in the main thread), in one
 process, on the same files and the same reference-layout ResNet-9 generator (random weights: speed
-does not depend on them). Prints images/s, the ratio to the baseline and the PSNR of bf16
-against fp32 outputs.
+does not depend on them). Prints images/s, the ratio to the baseline, the warm-up of
+`--compile` (excluded from its images/s) and the PSNR of bf16 against fp32 outputs.
 
     python scripts/bench_translate.py            # 256x256 and 1024x768, CPU (and GPU if present)
     python scripts/bench_translate.py --quick    # fewer, smaller runs
@@ -54,15 +54,17 @@ def reference_loop(model_path: Path, folder: Path, out: Path, device: torch.devi
     return time.perf_counter() - start
 
 
-def ours(model_path: Path, folder: Path, out: Path, device: torch.device, precision: str, batch_size: int) -> float:
-    generator = load_generator(model_path, device=device, precision=precision)
+def ours(model_path: Path, folder: Path, out: Path, device: torch.device, precision: str, batch_size: int,
+         compile: bool = False) -> tuple[float, float]:
+    """(seconds for the folder after a one-batch warm-up, seconds of that warm-up)."""
+    generator = load_generator(model_path, device=device, precision=precision, compile=compile)
     jobs = plan([str(folder)], out, "png")
-    translate_files(jobs[:batch_size], generator, batch_size=batch_size, workers=0, progress=False)  # warm-up
+    warm = translate_files(jobs[:batch_size], generator, batch_size=batch_size, workers=0, progress=False)
     for job in jobs[:batch_size]:
         job.target.unlink()
     summary = translate_files(jobs, generator, batch_size=batch_size, workers=2, progress=False)
     assert summary.translated == len(jobs) and not summary.failed, summary
-    return summary.seconds
+    return summary.seconds, warm.seconds
 
 
 def mean_psnr(a: Path, b: Path) -> float:
@@ -72,13 +74,13 @@ def mean_psnr(a: Path, b: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer images, 256x256 only")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=2, help="images per batch for our pipeline (default: 2)")
     args = parser.parse_args()
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     cases = [((256, 256), 8 if args.quick else 24)] + ([] if args.quick else [((1024, 768), 4)])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch size {args.batch_size}")
     print(f"{'device':6} {'size':>9} {'images':>6} {'baseline img/s':>15} {'ours fp32':>10} {'ratio':>6} "
-          f"{'ours bf16':>10} {'ratio':>6} {'PSNR bf16/fp32':>15}")
+          f"{'ours bf16':>10} {'ratio':>6} {'bf16+compile':>13} {'ratio':>6} {'warm-up':>8} {'PSNR bf16/fp32':>15}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         torch.manual_seed(0)
@@ -91,11 +93,14 @@ def main() -> None:
                     make_images(folder, count, (w, h))
                 tag = f"{device.type}_{w}x{h}"
                 base = count / reference_loop(model_path, folder, tmp / f"base_{tag}", device)
-                fp32 = count / ours(model_path, folder, tmp / f"fp32_{tag}", device, "32", args.batch_size)
-                bf16 = count / ours(model_path, folder, tmp / f"bf16_{tag}", device, "bf16", args.batch_size)
+                fp32 = count / ours(model_path, folder, tmp / f"fp32_{tag}", device, "32", args.batch_size)[0]
+                bf16 = count / ours(model_path, folder, tmp / f"bf16_{tag}", device, "bf16", args.batch_size)[0]
+                seconds, warm_up = ours(model_path, folder, tmp / f"comp_{tag}", device, "bf16", args.batch_size, True)
+                compiled = count / seconds
                 quality = mean_psnr(tmp / f"fp32_{tag}", tmp / f"bf16_{tag}")
                 print(f"{device.type:6} {w:>4}x{h:<4} {count:>6} {base:>15.2f} {fp32:>10.2f} {fp32 / base:>5.2f}x "
-                      f"{bf16:>10.2f} {bf16 / base:>5.2f}x {quality:>12.1f} dB", flush=True)
+                      f"{bf16:>10.2f} {bf16 / base:>5.2f}x {compiled:>13.2f} {compiled / base:>5.2f}x {warm_up:>7.0f}s "
+                      f"{quality:>12.1f} dB", flush=True)
 
 
 if __name__ == "__main__":

@@ -38,13 +38,19 @@ def build_parser(prog: str = "cyclestyle translate") -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", required=True, help="output folder (created; must be outside the input folders)")
     parser.add_argument("--direction", choices=("a2b", "b2a"), default="a2b",
                         help="a2b uses G_A (domain A -> B), b2a uses G_B; ignored for single-generator files (default: a2b)")
-    parser.add_argument("--batch-size", type=int, default=4, help="images per batch; only images of one size share a batch (default: 4)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="images per batch; only images of one size share a batch (default: 8 on a GPU, 1 on the "
+                             "CPU, where larger batches are no faster)")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                         help="processes decoding inputs and threads encoding outputs; 0 = all in the main process (default: %(default)s)")
     parser.add_argument("--device", default="auto", help="auto (a CUDA GPU if present, else the CPU) | cpu | cuda | cuda:N (default: auto)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="auto = bf16 where the hardware runs it natively (CPUs with AVX512-BF16/AMX, Ampere+ GPUs), "
                              "else 32; ONNX models always run in 32 (default: auto)")
+    parser.add_argument("--compile", action="store_true",
+                        help="run the generator through torch.compile: faster for large folders (about 1.6x in bf16 "
+                             "on this project's CPU benchmark), after a warm-up per new image size (about a minute the "
+                             "first time, seconds once cached); not for .onnx/.pt files")
     parser.add_argument("--tile", type=int, default=None,
                         help="run the generator on overlapping TILE x TILE pieces blended without seams; bounds memory "
                              "for large images (default: whole images)")
@@ -63,7 +69,7 @@ def build_parser(prog: str = "cyclestyle translate") -> argparse.ArgumentParser:
 
 
 def _validate(args: argparse.Namespace) -> None:
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.workers < 0:
         raise ValueError(f"--workers must be >= 0, got {args.workers}")
@@ -91,14 +97,15 @@ def main(argv: list[str] | None = None) -> int:
         precision = resolve_precision(args.precision, device)
         overrides = {"name": args.generator, "ngf": args.ngf, "norm": args.norm, "dropout": args.dropout}
         generator = load_generator(args.model, direction=args.direction, device=device, precision=precision,
-                                   overrides=overrides)
+                                   overrides=overrides, compile=args.compile)
     except (OSError, ValueError, RuntimeError, ImportError) as error:
         print(f"cyclestyle translate: error: {error}", file=sys.stderr)
         return 2
     precision_note = "32 (ONNX)" if type(generator).__name__ == "OnnxGenerator" else precision
     print(f"{len(jobs)} images; device {device}, precision {precision_note} (override with --device/--precision)",
           file=sys.stderr)
-    summary = translate_files(jobs, generator, batch_size=args.batch_size, workers=args.workers, tile=args.tile,
+    batch_size = args.batch_size or (8 if generator.device.type == "cuda" else 1)
+    summary = translate_files(jobs, generator, batch_size=batch_size, workers=args.workers, tile=args.tile,
                               tile_overlap=args.tile_overlap, overwrite=args.overwrite, quality=args.quality,
                               progress=not args.no_progress)
     for source, reason in summary.failed:

@@ -87,8 +87,17 @@ class Generator:
     """(B, 3, H, W) float images in [-1, 1] -> translated, same shape. H and W must be multiples
     of `size_multiple`; `cyclestyle.inference.tiling` pads and crops for you."""
 
-    def __init__(self, module: nn.Module, *, size_multiple: int, device: torch.device, precision: str, spec: dict) -> None:
-        self.module, self.size_multiple, self.device, self.spec = module, size_multiple, device, spec
+    def __init__(self, module: nn.Module, *, size_multiple: int, device: torch.device, precision: str, spec: dict,
+                 compile: bool = False) -> None:
+        self.size_multiple, self.device, self.spec = size_multiple, device, spec
+        # Inductor fuses pads, convs, norms and activations: ~1.6x faster in bf16 on CPU, after a
+        # warm-up per new input shape (about a minute the first time, seconds once cached on disk).
+        # Freezing folds the (fixed) weights into the graph so oneDNN can pre-pack them: ~7% more.
+        if compile:
+            import torch._inductor.config as inductor_config
+
+            inductor_config.freezing = True  # process-wide; safe here, inference only
+        self.module = torch.compile(module, dynamic=False) if compile else module
         self.autocast = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}[precision]
 
     @torch.inference_mode()
@@ -126,10 +135,12 @@ def load_generator(
     device: str | torch.device = "cpu",
     precision: str = "32",
     overrides: dict | None = None,
+    compile: bool = False,
 ) -> Generator | OnnxGenerator:
     """Open any supported model file and return its `direction` generator, ready for inference.
 
-    `overrides` (name, ngf, norm, dropout) replace what is read from the file."""
+    `overrides` (name, ngf, norm, dropout) replace what is read from the file; `compile` runs
+    PyTorch models through `torch.compile`."""
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
     path, device = Path(path).expanduser(), torch.device(device)
@@ -144,7 +155,7 @@ def load_generator(
             module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
         meta = json.loads(extra[EXPORT_META] or "{}")
         return Generator(module.eval(), size_multiple=int(meta.get("size_multiple", 4)), device=device,
-                         precision=precision, spec=meta.get("generator", {}))
+                         precision=precision, spec=meta.get("generator", {}))  # TorchScript: not compiled
     checkpoint = safe_load(path)
     if isinstance(checkpoint, dict) and "state_dict" in checkpoint:
         net, spec = _lightning_generator(checkpoint, direction, overrides, str(path))
@@ -152,5 +163,6 @@ def load_generator(
         net, spec = generator_from_state(checkpoint, overrides, source=str(path))  # reference: one direction per file
     else:
         raise ValueError(f"{path}: neither a cyclestyle checkpoint nor a generator state_dict")
-    return Generator(net.eval().to(device), size_multiple=net.size_multiple, device=device, precision=precision, spec=spec)
+    return Generator(net.eval().to(device), size_multiple=net.size_multiple, device=device, precision=precision,
+                     spec=spec, compile=compile)
 
