@@ -287,3 +287,13 @@ def test_help_explains_every_option():
         assert option in text, option
     result = subprocess.run([sys.executable, "-m", "cyclestyle", "translate", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--tile-overlap" in result.stdout
+
+
+@pytest.mark.slow
+def test_compiled_generator_gives_the_same_images(checkpoint, tmp_path):
+    write_images(tmp_path / "in", 2, size=(32, 32))
+    run(checkpoint, tmp_path / "in", "--output", tmp_path / "eager", "--precision", "32")
+    run(checkpoint, tmp_path / "in", "--output", tmp_path / "compiled", "--precision", "32", "--compile")
+    for path in (tmp_path / "eager").iterdir():
+        a, b = (np.asarray(Image.open(tmp_path / d / path.name)).astype(int) for d in ("eager", "compiled"))
+        assert np.abs(a - b).max() <= 1
