@@ -158,7 +158,7 @@ class PairedPSNR(pl.Callback):
         translated, untouched = [], []
         for path in find_images(self.a_dir, setting="a_dir"):
             photo, target = load_rgb(path), load_rgb(self.target_dir / path.relative_to(self.a_dir))
-            x = torch.from_numpy(photo).permute(2, 0, 1)[None].float().div(127.5).sub(1).to(pl_module.device)
+            x = torch.from_numpy(photo.copy()).permute(2, 0, 1)[None].float().div(127.5).sub(1).to(pl_module.device)
             was_training = pl_module.training
             pl_module.eval()
             fake = to_uint8(pl_module(x, "a2b"))[0].permute(1, 2, 0).cpu().numpy()

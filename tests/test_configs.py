@@ -27,7 +27,7 @@ def test_missing_preset_says_where_to_put_the_data(tmp_path):
 def test_default_is_the_demo_with_a_small_model(tmp_path):
     cfg = compose_config([], tmp_path)
     assert cfg.data._target_.endswith("DemoDataModule")
-    assert cfg.model.generator.ngf == 32 and cfg.trainer.max_steps == 600
+    assert cfg.model.generator.ngf == 32 and cfg.trainer.max_steps == 500
     assert "demo_psnr" in cfg.callbacks
 
 

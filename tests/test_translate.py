@@ -272,12 +272,26 @@ def test_tiling_bounds_peak_memory_for_a_large_image():
     assert growth["tiled"] < growth["whole"] / 4, growth
 
 
-def test_bf16_output_is_close_to_fp32(checkpoint, tmp_path):
+@pytest.mark.parametrize("precision", ["bf16", "16"])
+def test_low_precision_output_is_close_to_fp32(checkpoint, tmp_path, precision):
     write_images(tmp_path / "in", 2, size=(48, 40))
     run(checkpoint, tmp_path / "in", "--output", tmp_path / "fp32", "--precision", "32")
-    run(checkpoint, tmp_path / "in", "--output", tmp_path / "bf16", "--precision", "bf16")
+    assert run(checkpoint, tmp_path / "in", "--output", tmp_path / "low", "--precision", precision, "--device", "cpu") == 0
     for path in (tmp_path / "fp32").iterdir():
-        assert psnr(np.asarray(Image.open(path)), np.asarray(Image.open(tmp_path / "bf16" / path.name))) > 30
+        assert psnr(np.asarray(Image.open(path)), np.asarray(Image.open(tmp_path / "low" / path.name))) > 30
+
+
+def test_device_and_precision_choice():
+    from cyclestyle.inference.devices import native_bf16, resolve_device, resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_device("cpu") == cpu
+    assert resolve_device("auto") == (torch.device("cuda") if torch.cuda.is_available() else cpu)
+    assert resolve_precision("auto", cpu) == ("bf16" if native_bf16(cpu) else "32")
+    assert resolve_precision("16", cpu) == "16"
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            resolve_device("cuda:1")
 
 
 def test_help_explains_every_option():
