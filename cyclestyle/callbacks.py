@@ -14,6 +14,7 @@ import torchvision
 from pytorch_lightning.utilities import rank_zero_info
 
 from .data.images import find_images, load_rgb
+from .loggers import log_images
 
 
 class LastCheckpoint(pl.Callback):
@@ -98,9 +99,10 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 class SampleImages(pl.Callback):
-    """After each validation, writes `dirpath/iter_XXXXXXX.png` for the first `max_images`
-    validation images: per image a row real A | fake B | rec A | idt B, then rows
-    real B | fake A | rec B | idt A. The same images every time, so runs can be scrolled."""
+    """After each validation, one grid per direction for the first `max_images` validation
+    images — A2B rows: real A | fake B | rec A | idt B; B2A rows: real B | fake A | rec B | idt A —
+    written to `dirpath/iter_XXXXXXX.png` (both grids stacked) and sent to the loggers that show
+    images (`samples/A2B`, `samples/B2A`, with captions). The same images every time."""
 
     def __init__(self, dirpath: str, max_images: int = 4) -> None:
         self.dirpath = Path(dirpath).expanduser()
@@ -123,14 +125,18 @@ class SampleImages(pl.Callback):
         if not self._collected:
             return
         images = {key: torch.cat(parts)[: self.max_images] for key, parts in self._collected.items()}
-        rows = []
+        grids = []
         for domain, other in (("A", "B"), ("B", "A")):
             keys = [k for k in (f"real_{domain}", f"fake_{other}", f"rec_{domain}", f"idt_{other}") if k in images]
-            rows.append(torch.stack([images[k] for k in keys], dim=1).flatten(0, 1))  # (n * len(keys), 3, H, W)
-        grid = torchvision.utils.make_grid(to_uint8(torch.cat(rows)), nrow=len(keys), padding=2)
+            tiles = torch.stack([images[k] for k in keys], dim=1).flatten(0, 1)  # (n * len(keys), 3, H, W)
+            grid = torchvision.utils.make_grid(to_uint8(tiles), nrow=len(keys), padding=2)  # (3, H', W')
+            grids.append(grid)
+            caption = (f"iteration {trainer.global_step}; one validation image per row; columns: "
+                       + " | ".join(k.replace("_", " ") for k in keys))
+            log_images(trainer, f"samples/{domain}2{other}", grid.permute(1, 2, 0).numpy(), caption)
         self.dirpath.mkdir(parents=True, exist_ok=True)
         self.last_path = self.dirpath / f"iter_{trainer.global_step:07d}.png"
-        torchvision.io.write_png(grid, str(self.last_path))
+        torchvision.io.write_png(torch.cat(grids, dim=1), str(self.last_path))
         self._collected = {}
 
 

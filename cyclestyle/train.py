@@ -14,11 +14,15 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_info
 
 from cyclestyle.callbacks import LastCheckpoint, SampleImages
 from cyclestyle.inference.sources import safe_load
+from cyclestyle.loggers import git_commit
+from cyclestyle.tracking import ModelCard
 
 CONFIG_MODULE = "cyclestyle.configs"
 
@@ -64,6 +68,25 @@ def load_weights_only(model: pl.LightningModule, ckpt_path: str) -> bool:
     return True
 
 
+def run_metadata(cfg: DictConfig) -> dict:
+    """What every logger stores with the run: the resolved config, the git commit, the version."""
+    from cyclestyle import __version__
+
+    return {**OmegaConf.to_container(cfg, resolve=True), "cyclestyle_version": __version__,
+            "git_commit": git_commit(Path.cwd()) or git_commit(Path(__file__).parent)}
+
+
+def _group_sweeps(cfg: DictConfig) -> None:
+    """Under Hydra multirun, wandb runs of one sweep share a group (the sweep folder's name)."""
+    wandb_cfg = (cfg.get("logger") or {}).get("wandb")
+    if wandb_cfg is None or wandb_cfg.get("group") is not None or not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        with open_dict(cfg):
+            wandb_cfg.group = Path(hydra_cfg.sweep.dir).name
+
+
 def _instantiate_all(group: DictConfig | None) -> list:
     return [instantiate(node) for node in (group or {}).values() if isinstance(node, DictConfig) and "_target_" in node]
 
@@ -74,16 +97,33 @@ def train(cfg: DictConfig) -> tuple[pl.Trainer, pl.LightningModule]:
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model, _convert_="all")
     callbacks = _instantiate_all(cfg.get("callbacks"))
+    for card in [c for c in callbacks if isinstance(c, ModelCard)]:  # last: it reports what the others wrote
+        callbacks.remove(card)
+        callbacks.append(card)
+        card.config = OmegaConf.to_container(cfg, resolve=True)
+    _group_sweeps(cfg)
     loggers = _instantiate_all(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for logger in trainer.loggers:
+        logger.log_hyperparams(run_metadata(cfg))
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir=cfg.paths.output_dir, log_dir=cfg.paths.log_dir)
     if ckpt_path and load_weights_only(model, ckpt_path):
         rank_zero_info(f"Fine-tuning from the weights in {ckpt_path} (optimizers and schedules start fresh)")
         ckpt_path = None
     elif ckpt_path:
         rank_zero_info(f"Resuming from {ckpt_path}")
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    finally:
+        _finish_wandb()
     return trainer, model
+
+
+def _finish_wandb() -> None:
+    """Close the wandb run, so its files are complete and the next run (multirun) gets its own."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish()
 
 
 def _report(trainer: pl.Trainer) -> int:

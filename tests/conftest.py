@@ -45,6 +45,7 @@ TINY = [
     "data.load_size=36", "data.crop_size=32", "data.num_workers=0", "data.persistent_workers=false", "data.num_val=2",
     "model.generator.name=resnet_6blocks", "model.generator.ngf=8", "model.discriminator.ndf=8",
     "logger=none", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
+    "model.metrics.num_images=0",  # FID/KID: tests that want them inject tiny_features.TinyFeatures
 ]
 
 

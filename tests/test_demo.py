@@ -37,7 +37,7 @@ def test_demo_default_runs_offline_and_reports(tmp_path):
     out = tmp_path / "run"
     result = cyclestyle("train", f"paths.cache_dir={tmp_path / 'cache'}", f"paths.output_dir={out}",
                         "data.load_size=40", "data.crop_size=32", "model.generator.ngf=8", "model.discriminator.ndf=8",
-                        "trainer.max_steps=10", "trainer.val_check_interval=5", "trainer.enable_progress_bar=false")
+                        "trainer.max_steps=10", "trainer.val_check_interval=5", "model.metrics.download=false", "trainer.enable_progress_bar=false")
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-3000:]
     assert (tmp_path / "cache" / "demo" / ".complete").exists()
@@ -55,7 +55,7 @@ def test_a_short_demo_run_visibly_learns(tmp_path):
     out = tmp_path / "run"
     result = cyclestyle("train", f"paths.cache_dir={tmp_path / 'cache'}", f"paths.output_dir={out}",
                         "data.load_size=40", "data.crop_size=32", "model.generator.ngf=16", "model.discriminator.ndf=16",
-                        "trainer.max_steps=300", "model.scheduler.constant=150", "model.scheduler.decay=150",
+                        "trainer.max_steps=300", "model.metrics.download=false", "model.scheduler.constant=150", "model.scheduler.decay=150",
                         "trainer.val_check_interval=150", "trainer.enable_progress_bar=false")
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     report = json.loads((out / "demo_psnr.json").read_text())

@@ -25,6 +25,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from ..image_pool import ImagePool
 from ..losses import AdversarialLoss
+from ..metrics import TranslationMetrics, inception_features
 from ..networks import build_discriminator, build_generator
 from ..schedules import UNITS, LRMultiplier
 
@@ -49,16 +50,20 @@ class CycleGAN(pl.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: dict | None = None,
         seed: int = 0,
+        metrics: dict | None = None,
+        feature_extractor: nn.Module | None = None,
     ) -> None:
         """`generator`/`discriminator` are keyword arguments of `build_generator`/`build_discriminator`;
         `optimizer` a partial optimizer (default Adam lr 2e-4, betas (0.5, 0.999)) used for both
         the generator pair and the discriminator pair; `scheduler` keyword arguments of
-        `LRMultiplier` plus `unit` (epoch | iteration)."""
+        `LRMultiplier` plus `unit` (epoch | iteration). `metrics` = {num_images, kid_subset_size,
+        download} turns on FID/KID at validation (num_images 0 turns them off), with InceptionV3
+        features unless `feature_extractor` ((B, 3, H, W) in [0, 1] -> (B, D)) is given."""
         super().__init__()
         for name, value in (("lambda_a", lambda_a), ("lambda_b", lambda_b), ("lambda_identity", lambda_identity)):
             if value < 0:
                 raise ValueError(f"model.{name} must be >= 0, got {value}")
-        self.save_hyperparameters(ignore=["optimizer"])
+        self.save_hyperparameters(ignore=["optimizer", "feature_extractor"])
         self.automatic_optimization = False
         generator, discriminator = dict(generator or {}), dict(discriminator or {})
         self.g_a, self.g_b = build_generator(**generator), build_generator(**generator)  # A -> B, B -> A
@@ -73,6 +78,9 @@ class CycleGAN(pl.LightningModule):
         if self.schedule_unit not in UNITS:
             raise ValueError(f"model.scheduler.unit={self.schedule_unit!r} is not known; choose one of {', '.join(UNITS)}")
         self.schedule = LRMultiplier(**scheduler)
+        self.metric_settings = {"num_images": 0, "kid_subset_size": 50, "download": True, **(metrics or {})}
+        self._features = [feature_extractor]  # in a list: not a submodule, never in checkpoints
+        self._metrics: TranslationMetrics | None = None
 
     def forward(self, x: torch.Tensor, direction: str = "a2b") -> torch.Tensor:
         """Translate (B, 3, H, W) images in [-1, 1]; direction a2b uses G_A, b2a G_B."""
@@ -149,12 +157,32 @@ class CycleGAN(pl.LightningModule):
             while scheduler.last_epoch < self.current_epoch:
                 scheduler.step()
 
+    def on_validation_start(self) -> None:
+        """Builds the FID/KID metrics at the first validation (Inception loads only for training)."""
+        settings = self.metric_settings
+        if self._metrics is None and settings["num_images"] > 0:
+            features = self._features[0] or inception_features(download=settings["download"])
+            if features is None:
+                settings["num_images"] = 0  # warned once; train on without FID/KID
+                return
+            self._metrics = TranslationMetrics(features, num_images=settings["num_images"],
+                                               kid_subset_size=settings["kid_subset_size"])
+        if self._metrics is not None:
+            self._metrics.to(self.device)
+
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         real_a, real_b = batch["A"], batch["B"]
         terms, images = self.losses(real_a, real_b, train=False)
         self.log_dict({f"val/{name}": value for name, value in terms.items()},
                       sync_dist=True, batch_size=len(real_a))
+        if self._metrics is not None:
+            self._metrics.update("A2B", real_b, images["fake_B"])
+            self._metrics.update("B2A", real_a, images["fake_A"])
         return {"real_A": real_a, "real_B": real_b, **images}
+
+    def on_validation_epoch_end(self) -> None:
+        if self._metrics is not None:  # every rank computes: torchmetrics gathers the statistics
+            self.log_dict({f"val/{name}": value for name, value in self._metrics.compute().items()})
 
     # The image pools are training state: keep them in checkpoints for an exact resume.
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
