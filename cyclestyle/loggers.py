@@ -61,3 +61,22 @@ def log_images(trainer: pl.Trainer, key: str, image: np.ndarray, caption: str) -
             logger.experiment.add_image(key, image, global_step=step, dataformats="HWC")
             logger.experiment.add_text(f"{key}/caption", caption, global_step=step)
 
+
+
+def upload_checkpoints(trainer: pl.Trainer, paths: list[Path]) -> int:
+    """Upload existing `paths` as one wandb model artifact for each online WandbLogger created with
+    log_model (Lightning itself only does this for its ModelCheckpoint). Returns the uploads made."""
+    uploads = 0
+    for logger in trainer.loggers:
+        if not (isinstance(logger, WandbLogger) and logger._log_model and trainer.is_global_zero):
+            continue
+        import wandb
+
+        artifact = wandb.Artifact(name=f"model-{logger.experiment.id}", type="model",
+                                  metadata={"iteration": trainer.global_step})
+        for path in paths:
+            if path.exists():
+                artifact.add_file(str(path), name=path.name)
+        logger.experiment.log_artifact(artifact, aliases=["latest"])
+        uploads += 1
+    return uploads

@@ -21,8 +21,8 @@ from pytorch_lightning.utilities import rank_zero_info
 
 from cyclestyle.callbacks import LastCheckpoint, SampleImages
 from cyclestyle.inference.sources import safe_load
-from cyclestyle.loggers import git_commit
-from cyclestyle.tracking import ModelCard
+from cyclestyle.loggers import git_commit, upload_checkpoints
+from cyclestyle.tracking import BestCheckpoint, ModelCard
 
 CONFIG_MODULE = "cyclestyle.configs"
 
@@ -114,6 +114,7 @@ def train(cfg: DictConfig) -> tuple[pl.Trainer, pl.LightningModule]:
         rank_zero_info(f"Resuming from {ckpt_path}")
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        upload_checkpoints(trainer, [c.path for c in trainer.callbacks if isinstance(c, (LastCheckpoint, BestCheckpoint))])
     finally:
         _finish_wandb()
     return trainer, model

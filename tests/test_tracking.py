@@ -176,9 +176,40 @@ def test_a_multirun_sweep_shares_one_wandb_group(folders, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "cyclestyle", "train", "-m", "data=folders", f"data.a={a}", f"data.b={b}", *TINY,
          "logger=wandb", "trainer.max_steps=2", "seed=1,2", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
-        capture_output=True, text=True, env=env, timeout=600)
+        capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)  # not the source tree
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     runs = sorted((tmp_path / "sweep").glob("*/wandb/offline-run-*/run-*.wandb"))
     assert len(runs) == 2
     groups = {run_info(path).run_group for path in runs}
     assert groups == {"sweep"}
+
+
+def test_checkpoints_are_uploaded_only_for_an_online_logger_that_asks(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import wandb
+    from pytorch_lightning.loggers import WandbLogger
+
+    from cyclestyle.loggers import upload_checkpoints
+
+    logged = []
+
+    class Run:
+        id = "abc"
+
+        def log_artifact(self, artifact, aliases):
+            logged.append((artifact, aliases))
+
+    def online_logger(log_model):
+        logger = WandbLogger.__new__(WandbLogger)
+        logger._log_model, logger._experiment = log_model, Run()
+        return logger
+
+    monkeypatch.setattr(WandbLogger, "experiment", property(lambda self: self._experiment))
+    ckpt = tmp_path / "last.ckpt"
+    ckpt.write_bytes(b"weights")
+    trainer = SimpleNamespace(loggers=[online_logger(True), online_logger(False)], is_global_zero=True, global_step=7)
+    assert upload_checkpoints(trainer, [ckpt, tmp_path / "best.ckpt"]) == 1
+    (artifact, aliases), = logged
+    assert isinstance(artifact, wandb.Artifact) and artifact.type == "model" and aliases == ["latest"]
+    assert list(artifact.manifest.entries) == ["last.ckpt"]
