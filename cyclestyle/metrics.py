@@ -70,7 +70,7 @@ class TranslationMetrics:
         self.real_done = False  # real statistics are computed at the first validation only
         self.seen = dict.fromkeys(DIRECTIONS, 0)
 
-    def to(self, device: torch.device) -> "TranslationMetrics":
+    def to(self, device: torch.device) -> TranslationMetrics:
         for metric in (*self.fid.values(), *self.kid.values()):
             metric.to(device)
         return self
@@ -107,4 +107,4 @@ def _unit(images: torch.Tensor) -> torch.Tensor:
 def _world_size() -> int:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_world_size()
-    return int(os.environ.get("WORLD_SIZE", 1))
+    return int(os.environ.get("WORLD_SIZE", "1"))

@@ -130,11 +130,13 @@ def main() -> None:
             data = batches(size, batch, args.warm_up + args.iterations, device)
             results: dict[str, tuple[float, float]] = {}
             for _ in range(args.repeats):
-                for name, run in (("plain", lambda: plain_loop(data, device, args.warm_up)),
-                                  ("32", lambda: cyclestyle_loop(data, device, args.warm_up, "32")),
-                                  ("bf16", lambda: cyclestyle_loop(data, device, args.warm_up, "bf16-mixed"))):
+                for name in ("plain", "32", "bf16"):
                     reset_peak(device)
-                    median = statistics.median(run())
+                    if name == "plain":
+                        times = plain_loop(data, device, args.warm_up)
+                    else:
+                        times = cyclestyle_loop(data, device, args.warm_up, {"32": "32", "bf16": "bf16-mixed"}[name])
+                    median = statistics.median(times)
                     best = results.get(name, (float("inf"), 0.0))
                     results[name] = (min(best[0], median), max(best[1], peak_mib(device)))
             plain, ours32, bf16 = results["plain"], results["32"], results["bf16"]

@@ -32,8 +32,9 @@ def checkpoint(tmp_path_factory) -> Path:
     write_images(root / "A", 4, seed=1)
     write_images(root / "B", 4, seed=2, tint=60)
     cfg = compose_config(["data=folders", f"data.a={root / 'A'}", f"data.b={root / 'B'}", *TINY,
-                          "trainer.max_steps=2", "callbacks=none", "+callbacks.last_checkpoint._target_="
-                          "cyclestyle.callbacks.LastCheckpoint", f"+callbacks.last_checkpoint.dirpath={root}"],
+                          "trainer.max_steps=2", "callbacks=none",
+                          "+callbacks.last_checkpoint._target_=cyclestyle.callbacks.LastCheckpoint",
+                          f"+callbacks.last_checkpoint.dirpath={root}"],
                          root / "out")
     train(cfg)
     return root / "last.ckpt"

@@ -6,7 +6,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -34,6 +33,7 @@ def build_parser(prog: str = "cyclestyle export") -> argparse.ArgumentParser:
 def export(model: str | os.PathLike, output: str | os.PathLike, *, fmt: str = "onnx", direction: str = "a2b",
            opset: int = 17) -> Path:
     """Export `model`'s `direction` generator to `output` (written atomically); returns the path."""
+    from ..inference.files import atomic_target
     from ..inference.sources import EXPORT_META, Generator, load_generator
 
     generator = load_generator(model, direction=direction, precision="32")
@@ -46,23 +46,16 @@ def export(model: str | os.PathLike, output: str | os.PathLike, *, fmt: str = "o
     meta = json.dumps({"size_multiple": multiple, "generator": generator.spec, "direction": direction,
                        "input": "float32 (batch, 3, height, width) in [-1, 1]"})
     output = Path(output).expanduser()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with warnings.catch_warnings():  # the exporters' deprecation and constant-folding notes
-            warnings.simplefilter("ignore", (UserWarning, FutureWarning, DeprecationWarning))
-            if fmt == "onnx":
-                _write_onnx(module, example, tmp, opset, {EXPORT_META: meta})
-            elif fmt == "torchscript":
-                with torch.no_grad():
-                    traced = torch.jit.trace(module, example)
-                torch.jit.save(traced, tmp, _extra_files={EXPORT_META: meta})
-            else:
-                raise ValueError(f"--format must be onnx or torchscript, got {fmt!r}")
-        os.replace(tmp, output)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_target(output) as tmp, warnings.catch_warnings():  # silence the exporters' deprecation notes
+        warnings.simplefilter("ignore", (UserWarning, FutureWarning, DeprecationWarning))
+        if fmt == "onnx":
+            _write_onnx(module, example, tmp, opset, {EXPORT_META: meta})
+        elif fmt == "torchscript":
+            with torch.no_grad():
+                traced = torch.jit.trace(module, example)
+            torch.jit.save(traced, tmp, _extra_files={EXPORT_META: meta})
+        else:
+            raise ValueError(f"--format must be onnx or torchscript, got {fmt!r}")
     return output
 
 

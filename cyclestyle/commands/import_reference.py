@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -33,6 +32,7 @@ def import_reference(g_a: str, g_b: str, output: str | os.PathLike, *, d_a: str 
     """Write a weights-only cyclestyle checkpoint from reference files; returns its path."""
     import pytorch_lightning as pl
 
+    from ..inference.files import atomic_target
     from ..inference.reference import drop_stale_norm_keys, infer_discriminator
     from ..inference.sources import generator_from_state, safe_load
     from ..networks import build_discriminator
@@ -61,14 +61,8 @@ def import_reference(g_a: str, g_b: str, output: str | os.PathLike, *, d_a: str 
                   "pytorch-lightning_version": pl.__version__,
                   "imported_from": {"g_a": str(g_a), "g_b": str(g_b), "d_a": d_a and str(d_a), "d_b": d_b and str(d_b)}}
     output = Path(output).expanduser()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_target(output) as tmp:
         torch.save(checkpoint, tmp)
-        os.replace(tmp, output)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return output
 
 

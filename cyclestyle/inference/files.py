@@ -2,6 +2,7 @@
 alpha kept aside, and atomic writes (a temporary file renamed into place)."""
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import tempfile
@@ -104,6 +105,20 @@ def decode(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         return to_rgb(image), alpha
 
 
+@contextlib.contextmanager
+def atomic_target(target: Path):
+    """Yields a temporary path beside `target`; renamed onto `target` if the block succeeds,
+    removed if it fails, so `target` is never half-written."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def save_atomic(rgb: np.ndarray, alpha: np.ndarray | None, target: Path, *, quality: int = 95) -> None:
     """Write (H, W, 3) uint8 (+ alpha where the format keeps it) to `target` via a temporary
     file in the same folder, so an interrupted write never leaves a partial image."""
@@ -111,13 +126,6 @@ def save_atomic(rgb: np.ndarray, alpha: np.ndarray | None, target: Path, *, qual
     image = Image.fromarray(rgb)
     if alpha is not None and suffix in ALPHA_SUFFIXES:
         image.putalpha(Image.fromarray(alpha))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            options = {"quality": quality} if suffix in (".jpg", ".jpeg", ".webp") else {}
-            image.save(handle, format=PIL_FORMATS[suffix], **options)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    options = {"quality": quality} if suffix in (".jpg", ".jpeg", ".webp") else {}
+    with atomic_target(target) as tmp:
+        image.save(tmp, format=PIL_FORMATS[suffix], **options)

@@ -79,8 +79,7 @@ def _is_torchscript(path: Path) -> bool:
     if not zipfile.is_zipfile(path):
         return False
     with zipfile.ZipFile(path) as archive:
-        return any(name.endswith("/constants.pkl") or name.endswith("/code/__torch__.py") or "/code/" in name
-                   for name in archive.namelist())
+        return any(name.endswith("/constants.pkl") or "/code/" in name for name in archive.namelist())
 
 
 class Generator:
