@@ -76,6 +76,26 @@ def run_metadata(cfg: DictConfig) -> dict:
             "git_commit": git_commit(Path.cwd()) or git_commit(Path(__file__).parent)}
 
 
+def _resolve_auto_precision(cfg: DictConfig) -> None:
+    """`trainer.precision=auto`: bf16-mixed where bf16 runs natively (CPUs with AVX512-BF16/AMX,
+    Ampere+ GPUs), else 32; says which it chose."""
+    if str(cfg.trainer.get("precision")) != "auto":
+        return
+    import torch
+
+    from cyclestyle.inference.devices import native_bf16
+
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    on_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    device = torch.device("cuda" if on_gpu else "cpu")
+    chosen = "bf16-mixed" if native_bf16(device) else "32"
+    with open_dict(cfg):
+        cfg.trainer.precision = chosen
+    reason = "native bf16" if chosen == "bf16-mixed" else "no native bf16"
+    rank_zero_info(f"Precision: {chosen} (trainer.precision=auto on {device.type}: {reason}); "
+                   f"override with trainer.precision=32|bf16-mixed|16-mixed")
+
+
 def _group_sweeps(cfg: DictConfig) -> None:
     """Under Hydra multirun, wandb runs of one sweep share a group (the sweep folder's name)."""
     wandb_cfg = (cfg.get("logger") or {}).get("wandb")
@@ -102,6 +122,7 @@ def train(cfg: DictConfig) -> tuple[pl.Trainer, pl.LightningModule]:
         callbacks.append(card)
         card.config = OmegaConf.to_container(cfg, resolve=True)
     _group_sweeps(cfg)
+    _resolve_auto_precision(cfg)
     loggers = _instantiate_all(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in trainer.loggers:

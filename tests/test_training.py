@@ -173,3 +173,13 @@ def test_fp16_grad_scaler_updates_once_per_iteration_for_both_optimizers():
         changed = [not torch.equal(p, before[n]) for n, p in model.named_parameters() if n.startswith(prefix)]
         assert any(changed), prefix
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_auto_precision_picks_native_bf16_and_says_so(tiny_cfg, caplog):
+    from cyclestyle.inference.devices import native_bf16
+
+    with caplog.at_level("INFO"):
+        trainer, _ = train(tiny_cfg("trainer.max_steps=1", "trainer.precision=auto"))
+    expected = "bf16-mixed" if native_bf16(torch.device("cpu")) else "32-true"
+    assert trainer.precision == expected
+    assert "trainer.precision=auto on cpu" in caplog.text
