@@ -19,7 +19,7 @@ from cyclestyle.loggers import wandb_logger
 from cyclestyle.metrics import TranslationMetrics
 from cyclestyle.train import train
 from tiny_features import TinyFeatures
-from wandb_records import history, records, run_info
+from wandb_records import history, records, run_info, wait_until_complete
 
 FID_ON = ["model.metrics.num_images=4", "model.metrics.kid_subset_size=2",
           "+model.feature_extractor._target_=tiny_features.TinyFeatures"]
@@ -33,7 +33,7 @@ def test_many_loggers_hold_losses_samples_metrics_and_metadata(tiny_cfg, tmp_pat
 
     # wandb, read back from the offline run's .wandb file
     (run_file,) = (out / "wandb").glob("offline-run-*/run-*.wandb")
-    rows = history(run_file)
+    rows = history(wait_until_complete(run_file))
     losses = [r for r in rows if "loss/G_A_adv" in r]
     assert sorted(int(float(r["trainer/global_step"])) for r in losses) == list(range(6))  # iteration x-axis
     assert any("perf/images_per_s" in r and "perf/peak_memory_mb" in r for r in rows)
@@ -180,7 +180,7 @@ def test_a_multirun_sweep_shares_one_wandb_group(folders, tmp_path):
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     runs = sorted((tmp_path / "sweep").glob("*/wandb/offline-run-*/run-*.wandb"))
     assert len(runs) == 2
-    groups = {run_info(path).run_group for path in runs}
+    groups = {run_info(wait_until_complete(path)).run_group for path in runs}
     assert groups == {"sweep"}
 
 

@@ -43,6 +43,23 @@ def records(path: Path) -> list:
     return out
 
 
+def wait_until_complete(path: Path, timeout: float = 60.0) -> Path:
+    """wandb's writer process may still be flushing after `wandb.finish()` returns (seen under
+    load): wait until the run's exit record is in the file."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if any(r.WhichOneof("record_type") == "exit" for r in records(path)):
+                return path
+        except Exception:  # noqa: BLE001 -- a half-written record: read again
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path}: no exit record after {timeout} s")
+        time.sleep(0.2)
+
+
 def history(path: Path) -> list[dict]:
     """Each logged row as {key: json value string}."""
     return [{item.key or "/".join(item.nested_key): item.value_json for item in r.history.item}
