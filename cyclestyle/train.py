@@ -114,19 +114,20 @@ def _instantiate_all(group: DictConfig | None) -> list:
 def train(cfg: DictConfig) -> tuple[pl.Trainer, pl.LightningModule]:
     """Fit the model the config describes; returns the trainer and the model."""
     pl.seed_everything(cfg.seed, workers=True)
+    _group_sweeps(cfg)
+    _resolve_auto_precision(cfg)
+    metadata = run_metadata(cfg)  # after the two above, so it records what the run really uses
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model, _convert_="all")
     callbacks = _instantiate_all(cfg.get("callbacks"))
     for card in [c for c in callbacks if isinstance(c, ModelCard)]:  # last: it reports what the others wrote
         callbacks.remove(card)
         callbacks.append(card)
-        card.config = OmegaConf.to_container(cfg, resolve=True)
-    _group_sweeps(cfg)
-    _resolve_auto_precision(cfg)
+        card.config = metadata
     loggers = _instantiate_all(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in trainer.loggers:
-        logger.log_hyperparams(run_metadata(cfg))
+        logger.log_hyperparams(metadata)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir=cfg.paths.output_dir, log_dir=cfg.paths.log_dir)
     if ckpt_path and load_weights_only(model, ckpt_path):
         rank_zero_info(f"Fine-tuning from the weights in {ckpt_path} (optimizers and schedules start fresh)")

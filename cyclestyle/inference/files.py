@@ -28,7 +28,7 @@ class Job:
 def _glob_root(pattern: str) -> Path:
     """The folder part of a glob pattern before its first wildcard."""
     parts = Path(pattern).expanduser().parts
-    fixed = [p for p in parts[: next(i for i, p in enumerate(parts) if glob.has_magic(p))]]
+    fixed = parts[: next(i for i, p in enumerate(parts) if glob.has_magic(p))]
     return Path(*fixed) if fixed else Path(".")
 
 
@@ -63,10 +63,9 @@ def plan(inputs: list[str], output: str | os.PathLike, fmt: str = "png") -> list
         raise ValueError(f"--format must be one of {', '.join([*FORMATS, 'same'])}, got {fmt!r}")
     out = Path(output).expanduser().resolve()
     found = collect(inputs)
-    for source, _, root in found:
-        if out == source.parent.resolve() or (root is not None and out.is_relative_to(root.resolve())):
-            raise ValueError(f"refusing to write into the input folder {root or source.parent}: "
-                             f"choose an --output outside it")
+    for folder, searched in {(root or source.parent, root is not None) for source, _, root in found}:
+        if out == folder.resolve() or (searched and out.is_relative_to(folder.resolve())):
+            raise ValueError(f"refusing to write into the input folder {folder}: choose an --output outside it")
     jobs, seen = [], {}
     sources = {p.resolve() for p, _, _ in found}
     for source, relative, _ in found:

@@ -32,7 +32,7 @@ def infer_generator(state: dict[str, torch.Tensor]) -> dict:
             "name": f"resnet_{len(blocks)}blocks",
             "ngf": first.shape[0],
             "in_channels": first.shape[1],
-            "out_channels": state[f"model.{max(k for k in _resnet_layers(state))}.weight"].shape[0],
+            "out_channels": state[f"model.{max(_resnet_layers(state))}.weight"].shape[0],
             "norm": _norm(state),
             "dropout": any(".conv_block.6." in k for k in state),
         }

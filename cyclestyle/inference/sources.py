@@ -53,7 +53,7 @@ def generator_from_state(
 ) -> tuple[nn.Module, dict]:
     """(generator, its `build_generator` arguments): the network `state` describes (with
     `overrides`), loaded strictly."""
-    spec = {**infer_generator(state), **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    spec = {**infer_generator(state), **_given(overrides)}
     net = build_generator(**spec)
     try:
         net.load_state_dict(drop_stale_norm_keys(state, spec["norm"]), strict=True)
@@ -69,10 +69,14 @@ def _lightning_generator(
     state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
     if not state:
         raise ValueError(f"{source}: the checkpoint holds no '{prefix}*' weights (direction {direction})")
-    saved = dict((checkpoint.get("hyper_parameters") or {}).get("generator") or {})
-    spec = {**infer_generator(state), **saved, **{k: v for k, v in (overrides or {}).items() if v is not None}}
-    spec.pop("init_type", None), spec.pop("init_gain", None)
-    return generator_from_state(state, spec, source=source)
+    saved = (checkpoint.get("hyper_parameters") or {}).get("generator") or {}
+    architecture = {k: v for k, v in saved.items() if k not in ("init_type", "init_gain")}
+    return generator_from_state(state, {**architecture, **_given(overrides)}, source=source)
+
+
+def _given(overrides: dict | None) -> dict:
+    """The overrides actually set (None means "read it from the file")."""
+    return {k: v for k, v in (overrides or {}).items() if v is not None}
 
 
 def _is_torchscript(path: Path) -> bool:
