@@ -17,6 +17,9 @@ from .data.images import find_images, load_rgb
 from .loggers import log_images
 
 
+SIGNAL_CHECK_EVERY = 10  # iterations between the ranks' checks for a stop signal under DDP
+
+
 class LastCheckpoint(pl.Callback):
     """Keeps `dirpath/last.ckpt` current: every `every_n_iterations`, at the end of training,
     and when SIGTERM (preemption) or SIGINT (Ctrl-C) arrives. A signal lets the current
@@ -60,8 +63,19 @@ class LastCheckpoint(pl.Callback):
             except ValueError:  # not the main thread: leave signals alone
                 self._previous_handlers.clear()
 
+    def _signalled(self, trainer: pl.Trainer) -> bool:
+        """Whether any rank got a signal. Ranks agree through a collective, which waits for the
+        device; so with several ranks they compare notes every `SIGNAL_CHECK_EVERY` iterations."""
+        if not self._previous_handlers:
+            return False
+        if trainer.world_size == 1:
+            return self._signal is not None
+        if trainer.global_step % SIGNAL_CHECK_EVERY and not _is_final_iteration(trainer):
+            return False
+        return trainer.strategy.reduce_boolean_decision(self._signal is not None, all=False)
+
     def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
-        if self._previous_handlers and trainer.strategy.reduce_boolean_decision(self._signal is not None, all=False):
+        if self._signalled(trainer):
             self.stopped_by = self._signal or signal.SIGTERM
             self.save(trainer)
             rank_zero_info(f"Stopped by signal {signal.Signals(self.stopped_by).name}; saved {self.path}")

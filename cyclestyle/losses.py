@@ -21,11 +21,12 @@ class AdversarialLoss(nn.Module):
         self.mode = mode
 
     def _against(self, logits: torch.Tensor, target: float) -> torch.Tensor:
+        """Loss of `logits` against a constant label, without building a label tensor."""
         logits = logits.float()  # losses in fp32 even under autocast
-        labels = torch.full_like(logits, target)
         if self.mode == "lsgan":
-            return F.mse_loss(logits, labels)
-        return F.binary_cross_entropy_with_logits(logits, labels)
+            return (logits - target).square().mean()
+        # binary cross-entropy with logits: -log sigmoid(x) for label 1, -log(1 - sigmoid(x)) for 0
+        return F.softplus(-logits if target == 1.0 else logits).mean()
 
     def generator(self, fake_logits: torch.Tensor) -> torch.Tensor:
         """Loss for the generator whose output the discriminator scored as `fake_logits`."""

@@ -96,6 +96,14 @@ def _resolve_auto_precision(cfg: DictConfig) -> None:
                    f"override with trainer.precision=32|bf16-mixed|16-mixed")
 
 
+def _enable_tf32() -> None:
+    """fp32 matrix multiplies in TF32 on Ampere+ GPUs (cuDNN convolutions already use it)."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8:
+        torch.set_float32_matmul_precision("high")
+
+
 def _group_sweeps(cfg: DictConfig) -> None:
     """Under Hydra multirun, wandb runs of one sweep share a group (the sweep folder's name)."""
     wandb_cfg = (cfg.get("logger") or {}).get("wandb")
@@ -116,6 +124,7 @@ def train(cfg: DictConfig) -> tuple[pl.Trainer, pl.LightningModule]:
     pl.seed_everything(cfg.seed, workers=True)
     _group_sweeps(cfg)
     _resolve_auto_precision(cfg)
+    _enable_tf32()
     metadata = run_metadata(cfg)  # after the two above, so it records what the run really uses
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model, _convert_="all")

@@ -8,6 +8,7 @@ allocation.
 
     python scripts/bench_train.py            # 128 and 256 px, batch 1 and 4, fp32 and bf16-mixed
     python scripts/bench_train.py --quick    # 128 px, batch 1
+    python scripts/bench_train.py --variants # bf16-mixed defaults vs channels_last, compile, foreach Adam, threads
 """
 from __future__ import annotations
 
@@ -89,7 +90,7 @@ def plain_loop(data: list[dict], device: torch.device, warm_up: int) -> list[flo
 
 class _Timer(pl.Callback):
     def __init__(self, warm_up: int) -> None:
-        self.warm_up, self.times, self._start = warm_up, [], 0.0
+        self.warm_up, self.times, self._start, self.warm_up_seconds = warm_up, [], 0.0, 0.0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._start = time.perf_counter()
@@ -97,20 +98,62 @@ class _Timer(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if pl_module.device.type == "cuda":
             torch.cuda.synchronize(pl_module.device)
+        seconds = time.perf_counter() - self._start
         if batch_idx >= self.warm_up:
-            self.times.append(time.perf_counter() - self._start)
+            self.times.append(seconds)
+        else:
+            self.warm_up_seconds += seconds
 
 
-def cyclestyle_loop(data: list[dict], device: torch.device, warm_up: int, precision: str) -> list[float]:
-    """cyclestyle's CycleGAN module under a Lightning Trainer (no logger, no checkpoints)."""
+def cyclestyle_loop(data: list[dict], device: torch.device, warm_up: int, precision: str,
+                    variant: str = "default") -> tuple[list[float], float]:
+    """cyclestyle's CycleGAN module under a Lightning Trainer (no logger, no checkpoints), in
+    its defaults or one `variant` of them. Returns per-iteration seconds after warm-up and the
+    warm-up's total seconds."""
     torch.manual_seed(0)
-    model = CycleGAN(scheduler={"unit": "iteration", "constant": 10**6, "decay": 1})
+    kwargs = {}
+    if variant == "foreach-adam":
+        kwargs["optimizer"] = lambda params: torch.optim.Adam(params, lr=2e-4, betas=(0.5, 0.999), foreach=True)
+    model = CycleGAN(scheduler={"unit": "iteration", "constant": 10**6, "decay": 1}, compile=variant == "compile", **kwargs)
+    if variant == "channels-last":
+        model = model.to(memory_format=torch.channels_last)
+        data = [{k: v.contiguous(memory_format=torch.channels_last) for k, v in b.items()} for b in data]
+    threads = torch.get_num_threads()
+    if variant == "1-thread":
+        torch.set_num_threads(1)
     timer = _Timer(warm_up)
     trainer = pl.Trainer(accelerator=device.type, devices=1, precision=precision, max_steps=len(data), logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          callbacks=[timer], num_sanity_val_steps=0, limit_val_batches=0)
-    trainer.fit(model, torch.utils.data.DataLoader(data, batch_size=None))
-    return timer.times
+    try:
+        trainer.fit(model, torch.utils.data.DataLoader(data, batch_size=None))
+    finally:
+        torch.set_num_threads(threads)
+    return timer.times, timer.warm_up_seconds
+
+
+VARIANTS = {
+    "channels-last": "networks and batches in channels_last memory format",
+    "compile": "model.compile=true: torch.compile on the four networks (warm-up includes compilation)",
+    "foreach-adam": "foreach Adam instead of the default fused Adam",
+    "1-thread": "torch.set_num_threads(1) instead of one thread per core",
+}
+
+
+def explore(args: argparse.Namespace, device: torch.device) -> None:
+    """bf16-mixed at 128 px, batch 1: the default against each variant, interleaved."""
+    data = batches(128, 1, args.warm_up + args.iterations, device)
+    results: dict[str, tuple[float, float]] = {}
+    for _ in range(args.repeats):
+        for name in ("default", *VARIANTS):
+            times, warm_up = cyclestyle_loop(data, device, args.warm_up, "bf16-mixed", name)
+            best = results.get(name, (float("inf"), 0.0))
+            results[name] = (min(best[0], statistics.median(times)), warm_up)
+    base = results["default"][0]
+    print(f"{'variant (bf16-mixed, 128 px, batch 1)':40} {'s/it':>7} {'vs default':>10} {'warm-up s':>9}")
+    for name, (seconds, warm_up) in results.items():
+        print(f"{name:40} {seconds:>7.3f} {base / seconds:>9.2f}x {warm_up:>9.1f}   {VARIANTS.get(name, 'as shipped')}")
+    print("vs default: default time / variant time (above 1 = the variant is faster)")
 
 
 def main() -> None:
@@ -119,10 +162,14 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=5, help="timed iterations per case (default: 5)")
     parser.add_argument("--warm-up", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2, help="interleaved rounds per case (default: 2)")
+    parser.add_argument("--variants", action="store_true",
+                        help="instead: bf16-mixed defaults vs channels_last, torch.compile, foreach Adam, 1 thread")
     args = parser.parse_args()
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     cases = [(128, 1)] if args.quick else [(128, 1), (128, 4), (256, 1), (256, 4)]
     print(f"torch {torch.__version__}, pytorch-lightning {pl.__version__}, {torch.get_num_threads()} CPU threads")
+    if args.variants:
+        return explore(args, devices[-1])
     print(f"{'device':6} {'px':>4} {'batch':>5} | {'plain fp32 s/it':>15} {'MiB':>6} | {'ours 32 s/it':>12} {'ratio':>6} "
           f"{'MiB':>6} | {'ours bf16 s/it':>14} {'speed-up':>8} {'MiB':>6}")
     for device in devices:
@@ -135,7 +182,7 @@ def main() -> None:
                     if name == "plain":
                         times = plain_loop(data, device, args.warm_up)
                     else:
-                        times = cyclestyle_loop(data, device, args.warm_up, {"32": "32", "bf16": "bf16-mixed"}[name])
+                        times, _ = cyclestyle_loop(data, device, args.warm_up, {"32": "32", "bf16": "bf16-mixed"}[name])
                     median = statistics.median(times)
                     best = results.get(name, (float("inf"), 0.0))
                     results[name] = (min(best[0], median), max(best[1], peak_mib(device)))

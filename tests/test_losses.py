@@ -89,3 +89,12 @@ def test_cosine_and_step_schedules():
 def test_unknown_schedule_names_the_setting():
     with pytest.raises(ValueError, match=r"model\.scheduler\.name"):
         LRMultiplier("exponential")
+
+
+@pytest.mark.parametrize("mode", ["lsgan", "vanilla"])
+def test_label_free_losses_equal_the_textbook_formulas(mode):
+    loss, logits = AdversarialLoss(mode), torch.randn(2, 1, 30, 30) * 3
+    textbook = (torch.nn.functional.mse_loss if mode == "lsgan" else torch.nn.functional.binary_cross_entropy_with_logits)
+    ones, zeros = torch.ones_like(logits), torch.zeros_like(logits)
+    torch.testing.assert_close(loss.generator(logits), textbook(logits, ones))
+    torch.testing.assert_close(loss.discriminator(logits, -logits), 0.5 * (textbook(logits, ones) + textbook(-logits, zeros)))

@@ -117,3 +117,14 @@ def test_resnet_is_plain_module():
 def test_unknown_names_fail_naming_the_setting(builder, kwargs, setting):
     with pytest.raises(ValueError, match=setting.replace(".", r"\.")):
         builder(**kwargs)
+
+
+def test_reflection_padding_stays_in_bf16_under_autocast():
+    from cyclestyle.networks.layers import ReflectionPad2d
+
+    x = torch.randn(1, 4, 6, 6).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        padded = ReflectionPad2d(2)(x)
+        assert torch.nn.ReflectionPad2d(2)(x).dtype == torch.float32  # what autocast does to torch's own
+    assert padded.dtype == torch.bfloat16
+    torch.testing.assert_close(padded, torch.nn.functional.pad(x.float(), (2, 2, 2, 2), mode="reflect").bfloat16())

@@ -57,3 +57,26 @@ def test_ckpt_path_last_finds_the_newest_run(tmp_path):
         resolve_ckpt_path("last", output_dir=str(tmp_path / "x"), log_dir=str(tmp_path / "empty"))
     with pytest.raises(FileNotFoundError, match="nope.ckpt"):
         resolve_ckpt_path(str(tmp_path / "nope.ckpt"), output_dir="x", log_dir="y")
+
+
+def test_ranks_compare_stop_signals_every_few_iterations_not_every_one():
+    from types import SimpleNamespace
+
+    from cyclestyle.callbacks import SIGNAL_CHECK_EVERY, LastCheckpoint
+
+    callback = LastCheckpoint("/tmp/unused")
+    callback._previous_handlers = {15: None}  # handlers installed
+    reduced = []
+    strategy = SimpleNamespace(reduce_boolean_decision=lambda flag, all: reduced.append(flag) or flag)
+    fit_loop = SimpleNamespace(max_epochs=None, epoch_loop=SimpleNamespace(batch_progress=SimpleNamespace(is_last_batch=False)))
+    for world_size in (1, 2):
+        reduced.clear()
+        for step in range(1, 2 * SIGNAL_CHECK_EVERY + 1):
+            trainer = SimpleNamespace(world_size=world_size, global_step=step, max_steps=-1, strategy=strategy,
+                                      fit_loop=fit_loop, current_epoch=0)
+            assert callback._signalled(trainer) is False
+        assert len(reduced) == (0 if world_size == 1 else 2)  # one process: no collective at all
+    callback._signal = 15
+    trainer = SimpleNamespace(world_size=2, global_step=SIGNAL_CHECK_EVERY, max_steps=-1, strategy=strategy,
+                              fit_loop=fit_loop, current_epoch=0)
+    assert callback._signalled(trainer) is True

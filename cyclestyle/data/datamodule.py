@@ -19,6 +19,8 @@ class UnpairedDataModule(pl.LightningDataModule):
     `val_a`/`val_b` name validation folders (the reference layout's testA/testB); when one
     is not given, `num_val` images of that domain are held out of training instead.
     `name` (a preset such as horse2zebra) only improves the message when data is missing.
+    `pin_memory=None` pins batches when the trainer runs on a GPU (Lightning then copies them
+    to the device without blocking).
     """
 
     def __init__(
@@ -36,7 +38,7 @@ class UnpairedDataModule(pl.LightningDataModule):
         batch_size: int = 1,
         num_workers: int = 2,
         persistent_workers: bool = True,
-        pin_memory: bool = False,
+        pin_memory: bool | None = None,
         seed: int = 0,
         name: str | None = None,
     ) -> None:
@@ -106,10 +108,15 @@ class UnpairedDataModule(pl.LightningDataModule):
             batch_size=self.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.persistent_workers,
-            pin_memory=self.pin_memory,
+            pin_memory=self._pin_memory(),
             drop_last=False,
             **kwargs,
         )
+
+    def _pin_memory(self) -> bool:
+        if self.pin_memory is not None:
+            return self.pin_memory
+        return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
 
     # Mid-epoch resume: remember how many items of the current epoch were used.
     def state_dict(self) -> dict:

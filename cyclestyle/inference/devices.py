@@ -20,7 +20,11 @@ def native_bf16(device: torch.device) -> bool:
     """True where bf16 convolutions run in hardware: CPUs with AVX512-BF16/AMX, Ampere+ GPUs."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
-    return device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    if device.type != "cpu":
+        return False
+    # torch.backends.mkldnn's bf16 check also accepts plain AVX-512, where bf16 is emulated (slower than fp32).
+    checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
+    return any(check is not None and check() for check in checks)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

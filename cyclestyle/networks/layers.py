@@ -4,7 +4,9 @@ from __future__ import annotations
 import functools
 from typing import Callable
 
+import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 NORMS = ("instance", "batch", "none")
 INITS = ("normal", "xavier", "kaiming", "orthogonal")
@@ -23,6 +25,18 @@ def norm_layer(norm: str) -> Callable[[int], nn.Module]:
     if norm == "none":
         return lambda channels: nn.Identity()
     raise ValueError(f"unknown norm {norm!r}: choose one of {', '.join(NORMS)}")
+
+
+class ReflectionPad2d(nn.ReflectionPad2d):
+    """Reflection padding that keeps its input's dtype under autocast.
+
+    CPU autocast runs reflection padding in fp32, so a bf16 activation would be cast up
+    before each padded convolution and back down inside it; padding only copies values,
+    so doing it in bf16 gives the same numbers (measured: ~3 % of a bf16 training step)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return F.pad(x, self.padding, mode="reflect")
 
 
 def conv_bias(norm: str) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .layers import conv_bias, norm_layer
+from .layers import ReflectionPad2d, conv_bias, norm_layer
 
 
 class ResnetBlock(nn.Module):
@@ -17,10 +17,10 @@ class ResnetBlock(nn.Module):
     def __init__(self, dim: int, *, norm: str, dropout: bool) -> None:
         super().__init__()
         bias, make_norm = conv_bias(norm), norm_layer(norm)
-        layers = [nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=bias), make_norm(dim), nn.ReLU(True)]
+        layers = [ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=bias), make_norm(dim), nn.ReLU(True)]
         if dropout:
             layers.append(nn.Dropout(0.5))
-        layers += [nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=bias), make_norm(dim)]
+        layers += [ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=bias), make_norm(dim)]
         self.conv_block = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -48,7 +48,7 @@ class ResnetGenerator(nn.Module):
         super().__init__()
         bias, make_norm = conv_bias(norm), norm_layer(norm)
         layers: list[nn.Module] = [
-            nn.ReflectionPad2d(3),
+            ReflectionPad2d(3),
             nn.Conv2d(in_channels, ngf, 7, bias=bias),
             make_norm(ngf),
             nn.ReLU(True),
@@ -64,7 +64,7 @@ class ResnetGenerator(nn.Module):
                 make_norm(cin // 2),
                 nn.ReLU(True),
             ]
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
+        layers += [ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
