@@ -11,8 +11,9 @@ COMMANDS = {
     "translate": "translate image files, folders or glob patterns with a trained generator",
     "export": "write one direction's generator as ONNX or TorchScript",
     "import-reference": "turn reference CycleGAN .pth files (G_A, G_B, optionally D_A, D_B) into a cyclestyle checkpoint",
+    "pack": "pack an image folder into a streaming data set (local or object storage) for data=stream",
 }
-MODULES = {"translate": "translate", "export": "export", "import-reference": "import_reference"}
+MODULES = {"translate": "translate", "export": "export", "import-reference": "import_reference", "pack": "pack"}
 
 
 def main(argv: list[str] | None = None) -> None:

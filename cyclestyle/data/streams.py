@@ -1,0 +1,227 @@
+"""Two unpaired collections streamed with litdata to any number of ranks and nodes.
+
+Each domain is a packed data set (`cyclestyle pack`: a local folder or an s3:// / gs:// /
+azure:// URL) or a plain image folder, which is packed once into the local cache (original
+file bytes, broken files skipped) so both kinds stream the same way.
+
+Epochs and ranks: litdata splits domain A's items across ranks and DataLoader workers, reshuffled
+every epoch, and drops the last `len(A) mod (ranks x batch size)` items so that every rank runs
+the same number of iterations. One epoch = one pass over A. Domain B streams beside it from each
+rank's own share, reshuffled at each of its passes, cycling as often as A's epoch needs: B is
+drawn independently of A and differently on every rank. Mid-epoch resume: Lightning stores both
+loaders' positions in the checkpoint, and a resumed run continues where the stream stopped.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import albumentations as A
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import CombinedLoader, rank_zero_info
+from torch.utils.data import DataLoader
+
+from .datasets import PairedByIndex
+from .images import find_images, load_rgb
+from .object_store import allow_plain_http_endpoint, is_remote, is_stream
+from .transforms import build_transform
+
+allow_plain_http_endpoint()  # at import too: DataLoader workers started with spawn import this module
+
+
+class DecodeAndAugment:
+    """litdata item {"image": bytes, ...} -> (3, H, W) float tensor in [-1, 1]."""
+
+    def __init__(self, transform: A.Compose) -> None:
+        self.transform = transform
+
+    def __call__(self, item: dict) -> torch.Tensor:
+        return self.transform(image=load_rgb(io.BytesIO(item["image"])))["image"]
+
+
+def open_stream(uri: str, *, setting: str, transform: A.Compose | None = None, shuffle: bool = False,
+                seed: int = 0, cache_dir: str | None = None, max_cache_size: str = "50GB"):
+    """litdata StreamingDataset over `uri`; fails naming `setting` and the URI when it cannot."""
+    import litdata
+
+    try:
+        return litdata.StreamingDataset(
+            uri, shuffle=shuffle, drop_last=True, seed=seed, cache_dir=cache_dir, max_cache_size=max_cache_size,
+            transform=DecodeAndAugment(transform) if transform is not None else None,
+        )
+    except Exception as error:  # litdata raises FileNotFoundError, ValueError, botocore ClientError...
+        raise FileNotFoundError(f"{setting}={uri}: cannot open this packed data set ({type(error).__name__}: {error}). "
+                                f"Pack a folder with `cyclestyle pack FOLDER {uri}`.") from error
+
+
+class StreamPass:
+    """A stateful loader whose every `iter()` is a new pass (Lightning checkpoints its position).
+
+    litdata keeps a loaded position until a pass runs to its end, but Lightning stops asking
+    for batches after the epoch's last one; so only the first pass after a resume restores."""
+
+    def __init__(self, loader, label: str) -> None:
+        self.loader, self.label = loader, label  # label: the setting and URI, for error messages
+        self._started = False
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator:
+        if self._started:
+            self.loader.restore = False
+        self._started = True
+        try:
+            yield from self.loader
+        except Exception as error:  # a corrupt or missing chunk: say which data set it belongs to
+            raise RuntimeError(f"{self.label}: reading the packed data set failed: {error}") from error
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.loader.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.loader.load_state_dict(state)
+        self._started = False
+
+
+class EndlessPasses(StreamPass):
+    """Domain B: pass after pass (each reshuffled), never ending, so domain A sets the epoch."""
+
+    def __len__(self) -> int:
+        raise TypeError("endless")  # Lightning reads this as "no length"
+
+    def __iter__(self) -> Iterator:
+        while True:
+            yield from StreamPass.__iter__(self)
+
+
+class ValidationSlice:
+    """The first `count` images of a packed set, as file-like objects for `PairedByIndex`."""
+
+    def __init__(self, stream, count: int) -> None:
+        self.stream, self.count = stream, min(count, len(stream))
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int) -> io.BytesIO:
+        if not 0 <= i < self.count:
+            raise IndexError(i)
+        return io.BytesIO(self.stream[i]["image"])
+
+
+class StreamingUnpairedDataModule(pl.LightningDataModule):
+    """Domain A and B from packed streams or folders (mixed freely), unpaired; see the module doc.
+
+    `val_a`/`val_b`: a folder or packed set of validation images; when not given, the first
+    `num_val` images of the training collection are used (they stay in training).
+    `cache_dir`: where remote chunks are cached (litdata's default: ~/.lightning/chunks) and
+    folders are packed (`paths.cache_dir`/packed); `max_cache_size` caps the chunk cache.
+    """
+
+    def __init__(
+        self,
+        *,
+        a: str,
+        b: str,
+        val_a: str | None = None,
+        val_b: str | None = None,
+        num_val: int = 8,
+        preprocess: str = "resize_and_crop",
+        load_size: int = 286,
+        crop_size: int = 256,
+        flip: bool = True,
+        batch_size: int = 1,
+        num_workers: int = 2,
+        pin_memory: bool | None = None,
+        seed: int = 0,
+        cache_dir: str = "~/.cache/cyclestyle",
+        chunk_cache_dir: str | None = None,
+        max_cache_size: str = "50GB",
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+        if num_val < 1:
+            raise ValueError(f"data.num_val must be >= 1, got {num_val}")
+        self.sources = {"a": str(a), "b": str(b), "val_a": val_a, "val_b": val_b}
+        self.num_val, self.seed, self.batch_size, self.num_workers = num_val, seed, batch_size, num_workers
+        self.pin_memory = pin_memory
+        self.cache_dir, self.chunk_cache_dir, self.max_cache_size = Path(cache_dir).expanduser(), chunk_cache_dir, max_cache_size
+        shape = dict(preprocess=preprocess, load_size=load_size, crop_size=crop_size, flip=flip)
+        self.train_transform = build_transform(train=True, **shape)
+        self.val_transform = build_transform(train=False, **shape)
+        self.streams: dict[str, str] = {}
+
+    def _packed_folder(self, key: str) -> Path:
+        """Where folder `data.<key>` is packed: keyed by its path and its files' names, sizes and times."""
+        folder = self.sources[key]
+        files = find_images(folder, setting=f"data.{key}")
+        listing = "\n".join(f"{f}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+        key = hashlib.sha256(f"{Path(folder).expanduser().resolve()}\n{listing}".encode()).hexdigest()[:16]
+        return self.cache_dir / "packed" / f"{Path(folder).name}-{key}"
+
+    def prepare_data(self) -> None:
+        """Packs folder domains into the cache (once per node: Lightning runs this on local rank 0)."""
+        from .packing import pack
+
+        for key in ("a", "b"):
+            source = self.sources[key]
+            if is_stream(source):
+                continue
+            target = self._packed_folder(key)
+            if not (target / "index.json").is_file():
+                rank_zero_info(f"data.{key}={source}: packing the folder for streaming into {target}")
+                result = pack(source, str(target), max_side=None, image_format="original", overwrite=True,
+                              progress=False)
+                for path, reason in result.skipped:
+                    rank_zero_info(f"skipping unreadable image {path}: {reason}")
+
+    def setup(self, stage: str | None = None) -> None:
+        """Resolves each domain to a stream (here, not earlier: litdata reads the rank when opened)."""
+        if self.streams:
+            return
+        for key in ("a", "b"):
+            source = self.sources[key]
+            if not is_remote(source) and not Path(source).expanduser().exists():
+                raise FileNotFoundError(f"data.{key}: not found: {source}")
+            self.streams[key] = source if is_stream(source) else str(self._packed_folder(key))
+            open_stream(self.streams[key], setting=f"data.{key}", cache_dir=self.chunk_cache_dir)  # fail early, by name
+
+    def _stream_loader(self, key: str, seed: int) -> Any:
+        import litdata
+
+        dataset = open_stream(self.streams[key], setting=f"data.{key}", transform=self.train_transform, shuffle=True,
+                              seed=seed, cache_dir=self.chunk_cache_dir, max_cache_size=self.max_cache_size)
+        if len(dataset) < self.batch_size:
+            raise ValueError(f"data.{key}={self.sources[key]}: {len(dataset)} images per rank, fewer than "
+                             f"data.batch_size={self.batch_size}")
+        return litdata.StreamingDataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers,
+                                           pin_memory=self._pin_memory(), drop_last=True)
+
+    def train_dataloader(self) -> CombinedLoader:
+        a = StreamPass(self._stream_loader("a", self.seed), f"data.a={self.sources['a']}")
+        b = EndlessPasses(self._stream_loader("b", self.seed + 1), f"data.b={self.sources['b']}")
+        return CombinedLoader({"A": a, "B": b}, mode="min_size")  # A's pass sets the epoch
+
+    def val_dataloader(self) -> DataLoader:
+        images = [self._validation_images(domain) for domain in ("a", "b")]
+        dataset = PairedByIndex(*images, self.val_transform)
+        return DataLoader(dataset, batch_size=self.batch_size, num_workers=0, shuffle=False)
+
+    def _validation_images(self, domain: str) -> list:
+        source = self.sources[f"val_{domain}"]
+        if source is not None and not is_stream(source):
+            return find_images(source, setting=f"data.val_{domain}")
+        stream = open_stream(source or self.streams[domain], setting=f"data.val_{domain}" if source else f"data.{domain}",
+                             cache_dir=self.chunk_cache_dir)
+        return ValidationSlice(stream, self.num_val)
+
+    def _pin_memory(self) -> bool:
+        if self.pin_memory is not None:
+            return self.pin_memory
+        return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
