@@ -3,8 +3,8 @@ algorithm (G step on both generators with the discriminators frozen, then D step
 fakes), same networks (resnet_9blocks, basic PatchGAN), losses (lsgan, cycle 10, identity 0.5)
 and image pool (50), in one process. Iteration time is the median over the timed iterations
 after warm-up, and the lowest such median over `--repeats` interleaved rounds (this 2-core
-machine's timings drift by ~10 % between runs, so rounds alternate the loops); peak memory is the process's peak RSS during the case (Linux) or the GPU's peak
-allocation.
+machine's timings drift by ~10 % between runs, so rounds alternate the loops); peak memory is the
+process's peak RSS during the case (Linux) or the GPU's peak allocation.
 
     python scripts/bench_train.py            # 128 and 256 px, batch 1 and 4, fp32 and bf16-mixed
     python scripts/bench_train.py --quick    # 128 px, batch 1

@@ -189,3 +189,18 @@ def test_invalid_values_name_the_setting(folders):
         UnpairedDataModule(a=str(a), b=str(b), preprocess="zoom")
     with pytest.raises(ValueError, match=r"data\.batch_size"):
         UnpairedDataModule(a=str(a), b=str(b), batch_size=0)
+
+
+@pytest.mark.parametrize("device, pinned", [("cuda", True), ("cpu", False)])
+def test_batches_are_pinned_when_training_on_a_gpu(folders, tmp_path, device, pinned):
+    from types import SimpleNamespace
+
+    from cyclestyle.data.streams import StreamingUnpairedDataModule
+
+    a, b = folders
+    for module in (UnpairedDataModule(a=str(a), b=str(b), num_workers=0),
+                   StreamingUnpairedDataModule(a=str(a), b=str(b), cache_dir=str(tmp_path))):
+        module.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)))
+        assert module._pin_memory() is pinned
+        module.pin_memory = False  # an explicit setting wins
+        assert module._pin_memory() is False

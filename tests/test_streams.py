@@ -7,9 +7,7 @@ import os
 import socket
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from conftest import TINY, compose_config

@@ -251,3 +251,19 @@ def test_compile_flag_compiles_the_networks_in_place_and_trains(tiny_cfg):
     for net in (model.g_a, model.g_b, model.d_a, model.d_b):
         assert net._compiled_call_impl is not None
     assert not any("_orig_mod" in key for key in model.state_dict())  # checkpoints keep their keys
+
+
+def test_gpu_settings_tf32_on_ampere_and_cudnn_benchmark(tiny_cfg, monkeypatch):
+    from cyclestyle.train import _enable_tf32
+
+    assert tiny_cfg().trainer.benchmark is True  # cuDNN autotuning for the fixed crop size
+    previous = torch.get_float32_matmul_precision()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    try:
+        for capability, expected in (((7, 5), "highest"), ((8, 0), "high")):
+            torch.set_float32_matmul_precision("highest")
+            monkeypatch.setattr(torch.cuda, "get_device_capability", lambda capability=capability: capability)
+            _enable_tf32()
+            assert torch.get_float32_matmul_precision() == expected
+    finally:
+        torch.set_float32_matmul_precision(previous)

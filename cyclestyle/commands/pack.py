@@ -7,7 +7,7 @@ import sys
 
 DESCRIPTION = """\
 Pack every image under FOLDER (searched recursively) into a litdata streaming data set at OUTPUT:
-a local folder, or an object-store URL (s3://bucket/prefix, gs://..., azure://...; credentials and
+a local folder, or an object-store URL (s3://bucket/prefix or gs://bucket/prefix; credentials and
 endpoint come from the usual environment variables, e.g. AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 AWS_ENDPOINT_URL). Images are decoded, turned upright (EXIF), converted to RGB, scaled down so their
 longer side is at most --max-side, and stored compressed in 64 MB chunk files. Unreadable files are
@@ -18,7 +18,7 @@ replaced by the next run. Train from packed sets with `cyclestyle train data=str
 def build_parser(prog: str = "cyclestyle pack") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
     parser.add_argument("folder", help="image folder (jpg jpeg png webp bmp tif tiff, recursive)")
-    parser.add_argument("output", help="local folder or s3:// / gs:// / azure:// URL to write")
+    parser.add_argument("output", help="local folder or s3:// / gs:// URL to write")
     parser.add_argument("--max-side", type=int, default=512,
                         help="scale images down so the longer side is at most this (default: 512; 0 keeps sizes)")
     parser.add_argument("--format", choices=("jpeg", "webp", "png", "original"), default="jpeg",

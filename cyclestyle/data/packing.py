@@ -1,4 +1,4 @@
-"""Image folder -> litdata streaming data set (local folder or s3://, gs://, azure:// URL).
+"""Image folder -> litdata streaming data set (local folder or s3:// / gs:// URL).
 
 Each item is {"image": encoded bytes, "name": the source path relative to the folder (UTF-8)}.
 Images are decoded, turned upright (EXIF) and RGB, optionally scaled down so that their longer

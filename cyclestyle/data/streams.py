@@ -1,7 +1,7 @@
 """Two unpaired collections streamed with litdata to any number of ranks and nodes.
 
-Each domain is a packed data set (`cyclestyle pack`: a local folder or an s3:// / gs:// /
-azure:// URL) or a plain image folder, which is packed once into the local cache (original
+Each domain is a packed data set (`cyclestyle pack`: a local folder or an s3:// or gs://
+URL) or a plain image folder, which is packed once into the local cache (original
 file bytes, broken files skipped) so both kinds stream the same way.
 
 Epochs and ranks: litdata splits domain A's items across ranks and DataLoader workers, reshuffled
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from pathlib import Path
 from typing import Any, Iterator
 
