@@ -1,6 +1,7 @@
 """The CycleGAN module and short CPU fits through the real configs."""
 import copy
 import csv
+from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
@@ -267,3 +268,22 @@ def test_gpu_settings_tf32_on_ampere_and_cudnn_benchmark(tiny_cfg, monkeypatch):
             assert torch.get_float32_matmul_precision() == expected
     finally:
         torch.set_float32_matmul_precision(previous)
+
+
+@pytest.mark.slow
+def test_bf16_mixed_learns_like_fp32(tiny_cfg):
+    """Same seed, data and iterations: bf16-mixed ends with cycle and identity losses close to fp32's
+    (scripts/compare_precision.py makes the full comparison on the demo task, with seeds for noise)."""
+    terms = ("cycle_A", "cycle_B", "idt_A", "idt_B")
+    first, last = {}, {}
+    for precision in ("32", "bf16-mixed"):
+        trainer, _ = train(tiny_cfg("trainer.max_steps=120", f"trainer.precision={precision}", "logger=csv",
+                                    "trainer.log_every_n_steps=1"))
+        with open(Path(trainer.loggers[0].log_dir) / "metrics.csv") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("loss/cycle_A")]
+        mean = lambda rows, t: sum(float(r[f"loss/{t}"]) for r in rows) / len(rows)  # noqa: E731
+        first[precision] = {t: mean(rows[:10], t) for t in terms}
+        last[precision] = {t: mean(rows[-40:], t) for t in terms}
+    for term in terms:
+        assert last["32"][term] < 0.9 * first["32"][term], term  # fp32 learned (by 14-33 % here) ...
+        assert last["bf16-mixed"][term] == pytest.approx(last["32"][term], rel=0.15), term  # ... and bf16 as far

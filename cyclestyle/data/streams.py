@@ -118,8 +118,8 @@ class StreamingUnpairedDataModule(pl.LightningDataModule):
 
     `val_a`/`val_b`: a folder or packed set of validation images; when not given, the first
     `num_val` images of the training collection are used (they stay in training).
-    `cache_dir`: where remote chunks are cached (litdata's default: ~/.lightning/chunks) and
-    folders are packed (`paths.cache_dir`/packed); `max_cache_size` caps the chunk cache.
+    `cache_dir`: folders given as `a`/`b` are packed under `cache_dir`/packed; `chunk_cache_dir`:
+    where remote chunks are cached (None: litdata's ~/.lightning/chunks), capped at `max_cache_size`.
     """
 
     def __init__(
@@ -161,8 +161,8 @@ class StreamingUnpairedDataModule(pl.LightningDataModule):
         folder = self.sources[key]
         files = find_images(folder, setting=f"data.{key}")
         listing = "\n".join(f"{f}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
-        key = hashlib.sha256(f"{Path(folder).expanduser().resolve()}\n{listing}".encode()).hexdigest()[:16]
-        return self.cache_dir / "packed" / f"{Path(folder).name}-{key}"
+        digest = hashlib.sha256(f"{Path(folder).expanduser().resolve()}\n{listing}".encode()).hexdigest()[:16]
+        return self.cache_dir / "packed" / f"{Path(folder).name}-{digest}"
 
     def prepare_data(self) -> None:
         """Packs folder domains into the cache (once per node: Lightning runs this on local rank 0)."""
