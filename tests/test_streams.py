@@ -100,11 +100,17 @@ def test_two_ranks_with_two_workers_see_every_a_image_once_in_equal_iterations(d
     assert all(set(ids) <= set(range(20, 25)) and len(ids) == 6 for ids in b_seen)  # B cycles (5 images, 6 draws)
 
 
-def test_mixed_folder_and_stream_train_and_a_folder_is_packed_once(domains, tmp_path):
+def test_mixed_folder_and_stream_train_and_validate_and_a_folder_is_packed_once(domains, tmp_path):
     a, b = domains
-    trainer, _ = train(stream_cfg(tmp_path, b, a, "trainer.max_steps=3"))  # A: a folder, B: a stream
+    solid_images(tmp_path / "val_A", range(30, 33))
+    trainer, _ = train(stream_cfg(tmp_path, b, a, "trainer.max_steps=3", "trainer.val_check_interval=3",
+                                  f"data.val_a={tmp_path / 'val_A'}"))  # A: a folder, B: a stream
     assert trainer.global_step == 3
     assert len(list((tmp_path / "cache" / "packed").iterdir())) == 1
+    # validation: A from its folder (3 images), B from the first num_val=2 images of its stream
+    assert "val/cycle_A" in trainer.callback_metrics and (tmp_path / "out" / "samples" / "iter_0000003.png").is_file()
+    val = trainer.datamodule.val_dataloader().dataset
+    assert (len(val.a), len(val.b)) == (3, 2)
     recorded = probe(tmp_path, 0, 3)["0"]
     assert set(flat(recorded["A"])) <= set(range(20, 25)) and set(flat(recorded["B"])) <= set(range(12))
 
