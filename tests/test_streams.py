@@ -171,6 +171,7 @@ def test_object_storage_round_trip(s3_server, tmp_path):
     solid_images(tmp_path / "B", range(20, 23))
     url = f"{s3_server}/packed/a"
     assert pack_main([str(tmp_path / "A"), url, "--format", "png", "--workers", "2", "--no-progress"]) == 0
+    assert pack_main([str(tmp_path / "A"), url, "--workers", "2", "--no-progress"]) == 2  # no silent overwrite
     trainer, _ = train(stream_cfg(tmp_path, url, tmp_path / "B", "trainer.max_steps=4",
                                   f"data.chunk_cache_dir={tmp_path / 'chunks'}"))
     assert trainer.global_step == 4
