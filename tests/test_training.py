@@ -91,7 +91,7 @@ def test_generators_and_discriminators_run_once_per_pair_unless_batch_norm_mixes
     # batched: G_A on [A, B] and on fake A; D_A on fake B (frozen) and on [real B, pooled]
     assert calls == ({"g_a": 2, "d_a": 2} if norm == "instance" else {"g_a": 3, "d_a": 3})
     if norm == "instance":  # the one batched call computes what two calls would
-        torch.testing.assert_close(model._twice(model.g_a, a, b), (model.g_a(a), model.g_a(b)), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(model._twice("g_a", a, b), (model.g_a(a), model.g_a(b)), rtol=1e-4, atol=1e-5)
 
 
 def test_identity_weight_zero_skips_identity_forwards():
