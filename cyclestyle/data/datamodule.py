@@ -13,14 +13,36 @@ from .sampling import UnpairedSampler
 from .transforms import build_transform
 
 
-class UnpairedDataModule(pl.LightningDataModule):
+class TwoDomainDataModule(pl.LightningDataModule):
+    """What every two-domain datamodule shares: checked loader settings, the training and
+    validation augmentation pipelines, and `pin_memory=None` = pin batches when the trainer runs
+    on a GPU (Lightning then copies them to the device without blocking)."""
+
+    def __init__(self, *, num_val: int, preprocess: str, load_size: int, crop_size: int, flip: bool,
+                 batch_size: int, num_workers: int, pin_memory: bool | None, seed: int) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+        if num_val < 1:
+            raise ValueError(f"data.num_val must be >= 1, got {num_val}")
+        self.num_val, self.seed, self.batch_size, self.num_workers = num_val, seed, batch_size, num_workers
+        self.pin_memory = pin_memory
+        shape = dict(preprocess=preprocess, load_size=load_size, crop_size=crop_size, flip=flip)
+        self.train_transform = build_transform(train=True, **shape)
+        self.val_transform = build_transform(train=False, **shape)
+
+    def _pin_memory(self) -> bool:
+        if self.pin_memory is not None:
+            return self.pin_memory
+        return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+
+
+class UnpairedDataModule(TwoDomainDataModule):
     """Streams domain A and domain B images, unpaired, to any number of DDP ranks.
 
     `val_a`/`val_b` name validation folders (the reference layout's testA/testB); when one
     is not given, `num_val` images of that domain are held out of training instead.
     `name` (a preset such as horse2zebra) only improves the message when data is missing.
-    `pin_memory=None` pins batches when the trainer runs on a GPU (Lightning then copies them
-    to the device without blocking).
     """
 
     def __init__(
@@ -42,18 +64,11 @@ class UnpairedDataModule(pl.LightningDataModule):
         seed: int = 0,
         name: str | None = None,
     ) -> None:
-        super().__init__()
-        if batch_size < 1:
-            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
-        if num_val < 1:
-            raise ValueError(f"data.num_val must be >= 1, got {num_val}")
+        super().__init__(num_val=num_val, preprocess=preprocess, load_size=load_size, crop_size=crop_size, flip=flip,
+                         batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory, seed=seed)
         self.folders = {"a": a, "b": b, "val_a": val_a, "val_b": val_b}
-        self.num_val, self.seed, self.name = num_val, seed, name
-        self.batch_size, self.num_workers = batch_size, num_workers
-        self.persistent_workers, self.pin_memory = persistent_workers and num_workers > 0, pin_memory
-        shape = dict(preprocess=preprocess, load_size=load_size, crop_size=crop_size, flip=flip)
-        self.train_transform = build_transform(train=True, **shape)
-        self.val_transform = build_transform(train=False, **shape)
+        self.name = name
+        self.persistent_workers = persistent_workers and num_workers > 0
         self.files: dict[str, list[Path]] = {}
         self.sampler: UnpairedSampler | None = None
         self._resume_at: tuple[int, int] | None = None
@@ -112,11 +127,6 @@ class UnpairedDataModule(pl.LightningDataModule):
             drop_last=False,
             **kwargs,
         )
-
-    def _pin_memory(self) -> bool:
-        if self.pin_memory is not None:
-            return self.pin_memory
-        return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
 
     # Mid-epoch resume: remember how many items of the current epoch were used.
     def state_dict(self) -> dict:

@@ -80,14 +80,14 @@ def pack(folder: str | os.PathLike, output: str, *, max_side: int | None = 512, 
     if "://" not in output:
         output = str(Path(output).expanduser().resolve())
         if not overwrite and (Path(output) / "index.json").exists():
-            raise FileExistsError(f"{output} already holds a packed data set; pass --overwrite to replace it")
+            raise _already_packed(output)
     allow_plain_http_endpoint()
     import litdata
 
     with multiprocessing.Manager() as manager:
         skipped, done = manager.list(), manager.Queue()
         bar = tqdm(total=len(files), unit="img", disable=not progress, desc=f"packing {folder}")
-        counter = threading.Thread(target=_count, args=(done, bar, len(files)), daemon=True)
+        counter = threading.Thread(target=_count, args=(done, bar), daemon=True)
         counter.start()
         work = partial(_pack_one, root=str(Path(folder).expanduser()), max_side=max_side,
                        image_format=image_format, quality=quality, skipped=skipped, done=done)
@@ -99,21 +99,24 @@ def pack(folder: str | os.PathLike, output: str, *, max_side: int | None = 512, 
                 start_method="fork" if sys.platform == "linux" else None, verbose=False,
             )
         except RuntimeError as error:
-            if "already contains" in str(error):
-                raise FileExistsError(f"{output} already holds a packed data set; pass --overwrite to replace it") from None
+            if "already contains" in str(error):  # litdata's check, for object-store outputs
+                raise _already_packed(output) from None
             raise
         finally:
             done.put(None)
             counter.join()
             bar.close()
-        result = PackResult(skipped=sorted(skipped))
-    result.images = len(files) - len(result.skipped)
+        result = PackResult(images=len(files) - len(skipped), skipped=sorted(skipped))
     if result.images == 0:
         raise ValueError(f"FOLDER: none of the {len(files)} images under {folder} could be read")
     return result
 
 
-def _count(done, bar: tqdm, total: int) -> None:
+def _already_packed(output: str) -> FileExistsError:
+    return FileExistsError(f"{output} already holds a packed data set; pass --overwrite to replace it")
+
+
+def _count(done, bar: tqdm) -> None:
     """Moves the progress bar as the workers finish files (they put 1 per file; None ends)."""
     while done.get() is not None:
         bar.update(1)

@@ -16,18 +16,17 @@ from __future__ import annotations
 import hashlib
 import io
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import albumentations as A
-import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import CombinedLoader, rank_zero_info
 from torch.utils.data import DataLoader
 
+from .datamodule import TwoDomainDataModule
 from .datasets import PairedByIndex
 from .images import find_images, load_rgb
 from .object_store import allow_plain_http_endpoint, is_remote, is_stream
-from .transforms import build_transform
 
 allow_plain_http_endpoint()  # at import too: DataLoader workers started with spawn import this module
 
@@ -113,7 +112,7 @@ class ValidationSlice:
         return io.BytesIO(self.stream[i]["image"])
 
 
-class StreamingUnpairedDataModule(pl.LightningDataModule):
+class StreamingUnpairedDataModule(TwoDomainDataModule):
     """Domain A and B from packed streams or folders (mixed freely), unpaired; see the module doc.
 
     `val_a`/`val_b`: a folder or packed set of validation images; when not given, the first
@@ -142,18 +141,10 @@ class StreamingUnpairedDataModule(pl.LightningDataModule):
         chunk_cache_dir: str | None = None,
         max_cache_size: str = "50GB",
     ) -> None:
-        super().__init__()
-        if batch_size < 1:
-            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
-        if num_val < 1:
-            raise ValueError(f"data.num_val must be >= 1, got {num_val}")
+        super().__init__(num_val=num_val, preprocess=preprocess, load_size=load_size, crop_size=crop_size, flip=flip,
+                         batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory, seed=seed)
         self.sources = {"a": str(a), "b": str(b), "val_a": val_a, "val_b": val_b}
-        self.num_val, self.seed, self.batch_size, self.num_workers = num_val, seed, batch_size, num_workers
-        self.pin_memory = pin_memory
         self.cache_dir, self.chunk_cache_dir, self.max_cache_size = Path(cache_dir).expanduser(), chunk_cache_dir, max_cache_size
-        shape = dict(preprocess=preprocess, load_size=load_size, crop_size=crop_size, flip=flip)
-        self.train_transform = build_transform(train=True, **shape)
-        self.val_transform = build_transform(train=False, **shape)
         self.streams: dict[str, str] = {}
 
     def _packed_folder(self, key: str) -> Path:
@@ -212,15 +203,10 @@ class StreamingUnpairedDataModule(pl.LightningDataModule):
         dataset = PairedByIndex(*images, self.val_transform)
         return DataLoader(dataset, batch_size=self.batch_size, num_workers=0, shuffle=False)
 
-    def _validation_images(self, domain: str) -> list:
+    def _validation_images(self, domain: str) -> Sequence:
         source = self.sources[f"val_{domain}"]
         if source is not None and not is_stream(source):
             return find_images(source, setting=f"data.val_{domain}")
         stream = open_stream(source or self.streams[domain], setting=f"data.val_{domain}" if source else f"data.{domain}",
                              cache_dir=self.chunk_cache_dir)
         return ValidationSlice(stream, self.num_val)
-
-    def _pin_memory(self) -> bool:
-        if self.pin_memory is not None:
-            return self.pin_memory
-        return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
