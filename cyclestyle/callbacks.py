@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,8 @@ SIGNAL_CHECK_EVERY = 10  # iterations between the ranks' checks for a stop signa
 class LastCheckpoint(pl.Callback):
     """Keeps `dirpath/last.ckpt` current: every `every_n_iterations`, at the end of training,
     and when SIGTERM (preemption) or SIGINT (Ctrl-C) arrives. A signal lets the current
-    iteration finish, saves, and stops training; `stopped_by` then names the signal.
+    iteration finish, saves, and stops training at once (no validation); `stopped_by` then names
+    the signal. A second signal stops the process immediately.
     Files are written to a temporary name and renamed, so a crash never leaves a torn file.
     """
 
@@ -51,8 +53,14 @@ class LastCheckpoint(pl.Callback):
         self._saved_at = trainer.global_step
 
     def _on_signal(self, signum: int, frame) -> None:
+        if self._signal is not None:  # the second signal: stop now, whatever the process is waiting for
+            for other in self._previous_handlers:
+                signal.signal(other, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         self._signal = signum
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts at once
+        print(f"\n{signal.Signals(signum).name}: saving last.ckpt after this iteration, then stopping "
+              f"(send it again to stop at once)", file=sys.stderr, flush=True)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Installed here, after Lightning's own handlers, so these decide what a signal does.
@@ -80,6 +88,7 @@ class LastCheckpoint(pl.Callback):
             self.save(trainer)
             rank_zero_info(f"Stopped by signal {signal.Signals(self.stopped_by).name}; saved {self.path}")
             trainer.should_stop = True
+            trainer.limit_val_batches = 0  # Lightning validates before an early stop: not in a grace period
         elif trainer.global_step % self.every == 0 or _is_final_iteration(trainer):
             self.save(trainer)
 
@@ -173,7 +182,8 @@ class PairedPSNR(pl.Callback):
 
     @torch.no_grad()
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.is_global_zero:
+        stopped = any(isinstance(c, LastCheckpoint) and c.stopped_by is not None for c in trainer.callbacks)
+        if not trainer.is_global_zero or stopped:  # a stop signal leaves no time for reports
             return
         translated, untouched = [], []
         for path in find_images(self.a_dir, setting="a_dir"):

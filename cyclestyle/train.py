@@ -9,6 +9,8 @@
 """
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -22,9 +24,11 @@ from pytorch_lightning.utilities import rank_zero_info
 from cyclestyle.callbacks import LastCheckpoint, SampleImages
 from cyclestyle.inference.sources import safe_load
 from cyclestyle.loggers import git_commit, upload_checkpoints
+from cyclestyle.run_folder import check_run_folder
 from cyclestyle.tracking import BestCheckpoint, ModelCard
 
 CONFIG_MODULE = "cyclestyle.configs"
+log = logging.getLogger("cyclestyle.train")
 
 
 def resolve_ckpt_path(ckpt_path: str | None, *, output_dir: str, log_dir: str) -> str | None:
@@ -66,6 +70,25 @@ def load_weights_only(model: pl.LightningModule, ckpt_path: str) -> bool:
     if any(k.startswith(("d_a.", "d_b.")) for k in result.missing_keys):
         rank_zero_info(f"{ckpt_path} holds no discriminators: they start from a fresh initialisation")
     return True
+
+
+def check_resumable(model: pl.LightningModule, ckpt_path: str) -> None:
+    """Fail with one clear line if a full checkpoint does not fit the model this run builds
+    (Lightning would stop with a long size-mismatch traceback instead)."""
+    saved = safe_load(ckpt_path, mmap=True).get("state_dict")
+    if not isinstance(saved, dict):
+        raise ValueError(f"ckpt_path={ckpt_path}: not a cyclestyle training checkpoint (no state_dict)")
+    own = model.state_dict()
+    missing, unexpected = sorted(own.keys() - saved.keys()), sorted(saved.keys() - own.keys())
+    resized = [k for k in own.keys() & saved.keys() if tuple(own[k].shape) != tuple(saved[k].shape)]
+    if missing or unexpected or resized:
+        detail = "; ".join(part for part in (
+            missing and f"missing {', '.join(missing[:3])}",
+            unexpected and f"unexpected {', '.join(unexpected[:3])}",
+            resized and f"{resized[0]} is {list(saved[resized[0]].shape)} there, {list(own[resized[0]].shape)} here",
+        ) if part)
+        raise ValueError(f"ckpt_path={ckpt_path}: the checkpoint was written by another model configuration "
+                         f"({detail}); pass the model settings of the run that wrote it (model=..., model.generator.*)")
 
 
 def run_metadata(cfg: DictConfig) -> dict:
@@ -138,10 +161,12 @@ def train(cfg: DictConfig) -> tuple[pl.Trainer, pl.LightningModule]:
     for logger in trainer.loggers:
         logger.log_hyperparams(metadata)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir=cfg.paths.output_dir, log_dir=cfg.paths.log_dir)
+    check_run_folder(cfg.paths.output_dir, resuming=ckpt_path is not None, overwrite=bool(cfg.get("overwrite")))
     if ckpt_path and load_weights_only(model, ckpt_path):
         rank_zero_info(f"Fine-tuning from the weights in {ckpt_path} (optimizers and schedules start fresh)")
         ckpt_path = None
     elif ckpt_path:
+        check_resumable(model, ckpt_path)
         rank_zero_info(f"Resuming from {ckpt_path}")
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -172,8 +197,44 @@ def _report(trainer: pl.Trainer) -> int:
     return status
 
 
+def _log_to_run_folder() -> None:
+    """Lightning's messages, ours and Python warnings (e.g. skipped images) go where Hydra's
+    logging goes: the console and the run's train.log. Lightning keeps its own console handler
+    and stops propagation when it is imported before Hydra sets up logging."""
+    logging.captureWarnings(True)
+    if not logging.getLogger().handlers:
+        return
+    for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric"):
+        lightning_log = logging.getLogger(name)
+        for handler in list(lightning_log.handlers):
+            lightning_log.removeHandler(handler)
+        lightning_log.propagate = True
+
+
+# Errors of the user's making (settings, files): one line, no traceback (HYDRA_FULL_ERROR=1 shows it).
+USER_ERRORS = (OSError, ValueError)
+
+
+def _user_error(error: BaseException) -> BaseException | None:
+    """The user-facing error behind `error` (Hydra wraps errors raised while instantiating)."""
+    from hydra.errors import InstantiationException
+
+    while isinstance(error, InstantiationException) and error.__cause__ is not None:
+        error = error.__cause__
+    return error if isinstance(error, USER_ERRORS) else None
+
+
 def task(cfg: DictConfig) -> None:
-    trainer, _ = train(cfg)
+    _log_to_run_folder()
+    try:
+        trainer, _ = train(cfg)
+    except Exception as error:
+        cause = _user_error(error)
+        if cause is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            log.exception("Training failed")
+            raise
+        log.error(f"cyclestyle train: error: {cause}")
+        sys.exit(2)
     status = _report(trainer)
     if status:
         sys.exit(status)
@@ -187,6 +248,20 @@ def _output_dir_alias(overrides: list[str]) -> list[str]:
     return overrides
 
 
+def _refuse_used_run_folder(overrides: list[str]) -> None:
+    """Before Hydra writes its .hydra/ record: a named run folder that holds another run is
+    refused (train() checks the checkpoints again, for runs composed without the CLI)."""
+    if any(o in ("-m", "--multirun") or o.startswith(("-c", "--cfg", "-h", "--help", "--info")) for o in overrides):
+        return
+    values = dict(o.split("=", 1) for o in overrides if "=" in o and not o.startswith("-"))
+    folder = values.get("hydra.run.dir")
+    if folder is None:
+        return
+    resuming = values.get("ckpt_path", "null") not in ("null", "None", "")
+    overwrite = values.get("overwrite", "false").lower() in ("true", "1", "yes")
+    check_run_folder(folder, resuming=resuming, overwrite=overwrite, before_hydra=True)
+
+
 def main(overrides: list[str]) -> None:
     """Run Hydra on `overrides` (sys.argv is left alone, so Lightning's DDP launcher can
     re-run the same `cyclestyle train ...` command line for the other ranks)."""
@@ -195,6 +270,11 @@ def main(overrides: list[str]) -> None:
 
     version.setbase("1.3")
     overrides = _output_dir_alias(overrides)
+    try:
+        _refuse_used_run_folder(overrides)
+    except ValueError as error:
+        print(f"cyclestyle train: error: {error}", file=sys.stderr)
+        sys.exit(2)
     parser = get_args_parser()
     _run_hydra(
         args=parser.parse_args(overrides),

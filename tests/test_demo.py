@@ -76,7 +76,7 @@ def test_paired_psnr_reports_translation_next_to_untouched(tmp_path):
             return x
 
     callback = PairedPSNR(root / "testA", root / "testA_stylized", tmp_path / "psnr.json")
-    callback.on_train_end(SimpleNamespace(is_global_zero=True), Copy())
+    callback.on_train_end(SimpleNamespace(is_global_zero=True, callbacks=[callback]), Copy())
     result = json.loads((tmp_path / "psnr.json").read_text())
     assert result["images"] == 6
     assert result["psnr_translated_db"] == pytest.approx(result["psnr_untouched_db"], abs=0.05)
