@@ -1,6 +1,8 @@
 """Image folder -> litdata streaming data set (local folder or s3:// / gs:// URL).
 
-Each item is {"image": encoded bytes, "name": the source path relative to the folder (UTF-8)}.
+Each item is {"image": encoded bytes, "name": the source path relative to the folder, as the file
+system's bytes (`os.fsencode`: UTF-8 for valid names, any other name kept exactly; `os.fsdecode`
+gives it back)}.
 Images are decoded, turned upright (EXIF) and RGB, optionally scaled down so that their longer
 side is at most `max_side`, and stored as JPEG/WebP/PNG bytes in litdata's chunk files; or, with
 `image_format="original"`, as the source file's own bytes (decoded only to check them; an image
@@ -24,7 +26,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from .images import find_images, load_rgb
+from .images import find_images, load_rgb, open_regular
 from .object_store import allow_plain_http_endpoint
 
 FORMATS = {"jpeg": "JPEG", "webp": "WEBP", "png": "PNG", "original": None}  # original: the file's own bytes
@@ -57,14 +59,15 @@ def _pack_one(path: str, *, root: str, max_side: int | None, image_format: str, 
     try:
         image = load_rgb(path)  # decodes every file: broken ones are caught here, not in training
         if image_format == "original" and (max_side is None or max(image.shape[:2]) <= max_side):
-            data = Path(path).read_bytes()
+            with open_regular(path) as file:  # never blocks, should the file have become a FIFO
+                data = file.read()
         else:
             data = encode(image, max_side=max_side, image_format="png" if image_format == "original" else image_format,
                           quality=quality)
     except Exception as error:  # PIL raises many types for broken files
         skipped.append((path, f"{type(error).__name__}: {error}"))
     else:
-        yield {"image": data, "name": os.path.relpath(path, root).encode()}
+        yield {"image": data, "name": os.fsencode(os.path.relpath(path, root))}
     finally:
         done.put(1)
 

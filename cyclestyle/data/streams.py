@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -152,7 +153,7 @@ class StreamingUnpairedDataModule(TwoDomainDataModule):
         folder = self.sources[key]
         files = find_images(folder, setting=f"data.{key}")
         listing = "\n".join(f"{f}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
-        digest = hashlib.sha256(f"{Path(folder).expanduser().resolve()}\n{listing}".encode()).hexdigest()[:16]
+        digest = hashlib.sha256(os.fsencode(f"{Path(folder).expanduser().resolve()}\n{listing}")).hexdigest()[:16]
         return self.cache_dir / "packed" / f"{Path(folder).name}-{digest}"
 
     def prepare_data(self) -> None:
