@@ -7,10 +7,22 @@ import numpy as np
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
-from .datasets import PairedByIndex, UnpairedImages
+from .datasets import PairedByIndex, UnpairedImages, first_readable
 from .images import find_images
 from .sampling import UnpairedSampler
 from .transforms import build_transform
+
+
+class PositionedLoader(DataLoader):
+    """The training DataLoader. Its position inside an epoch lives in the datamodule's checkpoint
+    state (read by the sampler), so it has none of its own; these two methods only tell Lightning
+    it is resumable, else every mid-epoch resume warns that results may be unreliable."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 class TwoDomainDataModule(pl.LightningDataModule):
@@ -99,26 +111,42 @@ class UnpairedDataModule(TwoDomainDataModule):
         return [f for i, f in enumerate(train) if i not in chosen], [f for i, f in enumerate(train) if i in chosen]
 
     def setup(self, stage: str | None = None) -> None:
-        """Scan the folders (fails naming a missing/empty one) and build the sampler."""
+        """Scan the folders (fails naming a missing or empty one, or one where no image decodes) and
+        build the sampler. Runs on every rank, before training."""
         if self.files:
             return
         (self.files["a"], self.files["val_a"]), (self.files["b"], self.files["val_b"]) = self._split("a"), self._split("b")
+        self._check_readable()
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         self.sampler = UnpairedSampler(
             len(self.files["a"]), len(self.files["b"]), seed=self.seed, rank=rank, world_size=world
         )
-        self.sampler.resume_at = self._resume_at
+        if self._resume_at is not None:
+            self.sampler.resume(*self._resume_at)
+
+    def _check_readable(self) -> None:
+        """Fail now, naming the setting and folder, if a list of images holds none that decodes
+        (else the first DataLoader worker to read it would, mid-training); files are tried in
+        order until one decodes. Broken files among good ones are skipped with a warning later."""
+        for key in ("a", "b", "val_a", "val_b"):
+            files, folder = self.files[key], self.folders[key]
+            if folder is not None:
+                first_readable(files, what=f"data.{key}: no image in {Path(folder).expanduser()}")
+            else:  # validation images held out of the training folder
+                train = self.folders[key.removeprefix("val_")]
+                first_readable(files, what=f"data.{key.removeprefix('val_')}: none of the {len(files)} validation "
+                                           f"images held out of {Path(train).expanduser()} (set data.{key} to a folder)")
 
     def train_dataloader(self) -> DataLoader:
         dataset = UnpairedImages(self.files["a"], self.files["b"], self.train_transform)
-        return self._loader(dataset, sampler=self.sampler)
+        return self._loader(dataset, sampler=self.sampler, loader=PositionedLoader)
 
     def val_dataloader(self) -> DataLoader:
         dataset = PairedByIndex(self.files["val_a"], self.files["val_b"], self.val_transform)
         return self._loader(dataset, shuffle=False)
 
-    def _loader(self, dataset, **kwargs) -> DataLoader:
-        return DataLoader(
+    def _loader(self, dataset, loader: type[DataLoader] = DataLoader, **kwargs) -> DataLoader:
+        return loader(
             dataset,
             batch_size=self.batch_size,
             num_workers=self.num_workers,
@@ -128,18 +156,23 @@ class UnpairedDataModule(TwoDomainDataModule):
             **kwargs,
         )
 
-    # Mid-epoch resume: remember how many items of the current epoch were used.
+    # Resume: the checkpoint holds where the next iteration starts (epoch, items of it already
+    # used); the sampler gets it in load_state_dict, before Lightning creates any iterator.
     def state_dict(self) -> dict:
         if self.trainer is None:
             return {}
         progress = self.trainer.fit_loop.epoch_loop.batch_progress
         batches = progress.current.processed  # counts the batch whose on_train_batch_end is saving
+        epoch = self.trainer.current_epoch
         if progress.is_last_batch or batches >= self.trainer.num_training_batches:
-            batches = 0  # the epoch is over; Lightning resumes at the next one
-        return {"epoch": self.trainer.current_epoch, "items_done": batches * self.batch_size}
+            epoch, batches = epoch + 1, 0  # the epoch is over; Lightning resumes at the next one
+        return {"next_epoch": epoch, "next_item": batches * self.batch_size}
 
     def load_state_dict(self, state: dict) -> None:
-        if state:
-            self._resume_at = (state["epoch"], state["items_done"])
-        if self.sampler is not None:
-            self.sampler.resume_at = self._resume_at
+        if "next_epoch" in state:
+            self._resume_at = (state["next_epoch"], state["next_item"])
+        elif state:  # older checkpoints: {"epoch", "items_done"}; 0 items = that epoch was over
+            done = state["items_done"]
+            self._resume_at = (state["epoch"], done) if done else (state["epoch"] + 1, 0)
+        if self.sampler is not None and self._resume_at is not None:
+            self.sampler.resume(*self._resume_at)

@@ -1,4 +1,5 @@
-"""Map-style datasets over two image folders; broken files are skipped, never fatal."""
+"""Map-style datasets over two image folders; broken files are skipped, never fatal (a list where
+none decodes is refused before training by `first_readable`)."""
 from __future__ import annotations
 
 import warnings
@@ -10,6 +11,20 @@ from torch.utils.data import Dataset
 
 from .images import load_rgb
 from .sampling import Item
+
+
+def first_readable(files: list[Path], *, what: str, max_errors: int = 3) -> int:
+    """Index of the first of `files` that decodes, trying them in order; a ValueError starting with
+    `what` (e.g. "data.a: no image in FOLDER") and listing the first `max_errors` errors if none does."""
+    errors = []
+    for i, path in enumerate(files):
+        try:
+            load_rgb(path)
+            return i
+        except Exception as error:  # PIL raises many types for broken files
+            errors.append(f"{path}: {error}")
+    listed = "; ".join(errors[:max_errors]) + (f"; and {len(errors) - max_errors} more" if len(errors) > max_errors else "")
+    raise ValueError(f"{what} could be decoded (tried all {len(files)}): {listed}")
 
 
 class ImageFolderReader:
