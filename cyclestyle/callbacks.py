@@ -16,6 +16,7 @@ from pytorch_lightning.utilities import rank_zero_info
 
 from .data.images import find_images, load_rgb
 from .loggers import log_images
+from .pixels import from_rgb_array, psnr, to_uint8
 
 
 SIGNAL_CHECK_EVERY = 10  # iterations between the ranks' checks for a stop signal under DDP
@@ -116,57 +117,48 @@ def _is_final_iteration(trainer: pl.Trainer) -> bool:
     return last_batch and max_epochs not in (None, -1) and trainer.current_epoch + 1 >= max_epochs
 
 
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) in [-1, 1] -> (B, 3, H, W) uint8."""
-    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-
-
 class SampleImages(pl.Callback):
-    """After each validation, one grid per direction for the first `max_images` validation
-    images — A2B rows: real A | fake B | rec A | idt B; B2A rows: real B | fake A | rec B | idt A —
-    written to `dirpath/iter_XXXXXXX.png` (both grids stacked) and sent to the loggers that show
-    images (`samples/A2B`, `samples/B2A`, with captions). The same images every time."""
+    """After each validation, one grid per `SampleGrid` the model declares (CycleGAN's A2B rows:
+    real A | fake B | rec A | idt B; U-GAT-IT adds attention heatmaps) for the first `max_images`
+    validation images, written to `dirpath/iter_XXXXXXX.png` (the grids stacked) and sent to the
+    loggers that show images (`samples/<grid name>`, with captions). The same images every time."""
 
     def __init__(self, dirpath: str, max_images: int = 4) -> None:
         self.dirpath = Path(dirpath).expanduser()
         self.max_images = max_images
         self.last_path: Path | None = None
         self._collected: dict[str, list[torch.Tensor]] = {}
+        self._count = 0
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
-        self._collected = {}
+        self._collected, self._count = {}, 0
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero or not outputs:
-            return
-        if sum(len(x) for x in self._collected.get("real_A", [])) >= self.max_images:
+        if trainer.sanity_checking or not trainer.is_global_zero or not outputs or self._count >= self.max_images:
             return
         for key, images in outputs.items():
             self._collected.setdefault(key, []).append(images.detach().cpu())
+        self._count += len(next(iter(outputs.values())))
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if not self._collected:
             return
         images = {key: torch.cat(parts)[: self.max_images] for key, parts in self._collected.items()}
         grids = []
-        for domain, other in (("A", "B"), ("B", "A")):
-            keys = [k for k in (f"real_{domain}", f"fake_{other}", f"rec_{domain}", f"idt_{other}") if k in images]
+        for spec in pl_module.sample_grids():
+            keys = [k for k in spec.columns if k in images]
             tiles = torch.stack([images[k] for k in keys], dim=1).flatten(0, 1)  # (n * len(keys), 3, H, W)
             grid = torchvision.utils.make_grid(to_uint8(tiles), nrow=len(keys), padding=2)  # (3, H', W')
             grids.append(grid)
             caption = (f"iteration {trainer.global_step}; one validation image per row; columns: "
                        + " | ".join(k.replace("_", " ") for k in keys))
-            log_images(trainer, f"samples/{domain}2{other}", grid.permute(1, 2, 0).numpy(), caption)
+            log_images(trainer, f"samples/{spec.name}", grid.permute(1, 2, 0).numpy(), caption)
+        width = max(grid.shape[2] for grid in grids)  # grids with fewer columns are padded on the right
+        grids = [torch.nn.functional.pad(grid, (0, width - grid.shape[2])) for grid in grids]
         self.dirpath.mkdir(parents=True, exist_ok=True)
         self.last_path = self.dirpath / f"iter_{trainer.global_step:07d}.png"
         torchvision.io.write_png(torch.cat(grids, dim=1), str(self.last_path))
         self._collected = {}
-
-
-def psnr(x: np.ndarray, y: np.ndarray) -> float:
-    """PSNR in dB of two uint8 images of equal shape."""
-    mse = np.mean((x.astype(np.float64) - y.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
 class PairedPSNR(pl.Callback):
@@ -188,7 +180,7 @@ class PairedPSNR(pl.Callback):
         translated, untouched = [], []
         for path in find_images(self.a_dir, setting="a_dir"):
             photo, target = load_rgb(path), load_rgb(self.target_dir / path.relative_to(self.a_dir))
-            x = torch.from_numpy(photo.copy()).permute(2, 0, 1)[None].float().div(127.5).sub(1).to(pl_module.device)
+            x = from_rgb_array(photo).to(pl_module.device)
             was_training = pl_module.training
             pl_module.eval()
             fake = to_uint8(pl_module(x, "a2b"))[0].permute(1, 2, 0).cpu().numpy()

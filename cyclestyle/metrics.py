@@ -15,6 +15,8 @@ import torch.nn as nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
+from .pixels import to_unit
+
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
 DIRECTIONS = ("A2B", "B2A")
@@ -61,14 +63,15 @@ class TranslationMetrics:
     checkpoint); torchmetrics reduces the statistics across DDP ranks when computing. Inputs are
     (B, 3, H, W) in [-1, 1]; at most `num_images` per domain and rank are used per validation."""
 
-    def __init__(self, features: nn.Module, *, num_images: int = 50, kid_subset_size: int = 50) -> None:
-        self.num_images, self.kid_subset_size = num_images, kid_subset_size
+    def __init__(self, features: nn.Module, *, directions: tuple[str, ...] = DIRECTIONS, num_images: int = 50,
+                 kid_subset_size: int = 50) -> None:
+        self.directions, self.num_images, self.kid_subset_size = tuple(directions), num_images, kid_subset_size
         make = dict(feature=features, normalize=True)
-        self.fid = {d: FrechetInceptionDistance(reset_real_features=False, **make) for d in DIRECTIONS}
+        self.fid = {d: FrechetInceptionDistance(reset_real_features=False, **make) for d in self.directions}
         self.kid = {d: KernelInceptionDistance(reset_real_features=False, subset_size=kid_subset_size, **make)
-                    for d in DIRECTIONS}
+                    for d in self.directions}
         self.real_done = False  # real statistics are computed at the first validation only
-        self.seen = dict.fromkeys(DIRECTIONS, 0)
+        self.seen = dict.fromkeys(self.directions, 0)
 
     def to(self, device: torch.device) -> TranslationMetrics:
         for metric in (*self.fid.values(), *self.kid.values()):
@@ -79,7 +82,7 @@ class TranslationMetrics:
         room = self.num_images - self.seen[direction]
         if room <= 0:
             return
-        real, fake = _unit(real_target[:room]), _unit(fake[:room])
+        real, fake = to_unit(real_target[:room]), to_unit(fake[:room])
         for metric in (self.fid[direction], self.kid[direction]):
             if not self.real_done:
                 metric.update(real, real=True)
@@ -89,19 +92,15 @@ class TranslationMetrics:
     def compute(self) -> dict[str, torch.Tensor]:
         """{"FID_A2B", "KID_A2B", ..., "FID": mean FID}; resets the fakes for the next validation."""
         values = {}
-        for d in DIRECTIONS:
+        for d in self.directions:
             values[f"FID_{d}"] = self.fid[d].compute()
             kid = self.kid[d]
             kid.subset_size = min(self.kid_subset_size, self.seen[d] * _world_size())
             values[f"KID_{d}"] = kid.compute()[0]  # (mean, std) over subsets
             self.fid[d].reset(), kid.reset()  # keeps the real statistics (reset_real_features=False)
-        values["FID"] = (values["FID_A2B"] + values["FID_B2A"]) / 2
-        self.real_done, self.seen = True, dict.fromkeys(DIRECTIONS, 0)
+        values["FID"] = sum(values[f"FID_{d}"] for d in self.directions) / len(self.directions)
+        self.real_done, self.seen = True, dict.fromkeys(self.directions, 0)
         return values
-
-
-def _unit(images: torch.Tensor) -> torch.Tensor:
-    return ((images.float() + 1) / 2).clamp(0, 1)  # [-1, 1] -> [0, 1]
 
 
 def _world_size() -> int:

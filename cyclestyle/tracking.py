@@ -14,6 +14,8 @@ import torch
 from omegaconf import OmegaConf
 from pytorch_lightning.utilities import rank_zero_info
 
+from .models.base import describe_directions
+
 
 class PerformanceMonitor(pl.Callback):
     """Logs `perf/iterations_per_s`, `perf/images_per_s` (all ranks together) and
@@ -113,22 +115,25 @@ class ModelCard(pl.Callback):
         best = next((c.path for c in trainer.callbacks if isinstance(c, BestCheckpoint) and c.path.exists()), None)
         metrics = {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if k.startswith(("val/", "loss/"))}
         demo = folder / "demo_psnr.json"
-        lines = [f"# cyclestyle model: {pl_module.hparams.generator.get('name', '?')} CycleGAN", "",
+        lines = [f"# cyclestyle model: {pl_module.title}", "", *pl_module.card_lines(),
                  f"Trained for {trainer.global_step} iterations ({trainer.current_epoch + 1} epochs).", ""]
         if checkpoint:
             rel = os.path.relpath(checkpoint, folder)
-            lines += ["## Use it", "", "```bash",
-                      f"cyclestyle translate {checkpoint} PHOTOS/ --output OUT/                 # A -> B",
-                      f"cyclestyle translate {checkpoint} PAINTINGS/ --output OUT/ --direction b2a",
-                      "```", "", f"Checkpoint: [{rel}]({rel})" + (f"; best by FID: {best}" if best else ""), ""]
+            inputs = {"a2b": "PHOTOS/", "b2a": "PAINTINGS/"}  # domain A, domain B
+            commands = [f"cyclestyle translate {checkpoint} {inputs.get(d, 'IMAGES/')} --output OUT/ --direction {d}"
+                        f"   # {describe_directions([d])}" for d in pl_module.translators]
+            lines += ["## Use it", "", "```bash", *commands, "```", "",
+                      f"Checkpoint: [{rel}]({rel})" + (f"; best by FID: {best}" if best else ""), ""]
         lines += ["## Final metrics", "", "| metric | value |", "|---|---|"]
         lines += [f"| {name} | {value:.4g} |" for name, value in metrics.items()]
         if demo.exists():
             lines += [f"| demo PSNR ({name}) | {value:.4g} |" for name, value in json.loads(demo.read_text()).items()]
         if samples:
             rel = os.path.relpath(samples, folder)
+            blocks = "; then ".join(f"{g.name} block: {' | '.join(c.replace('_', ' ') for c in g.columns)}"
+                                    for g in pl_module.sample_grids())
             lines += ["", "## Samples", "", f"![samples at iteration {trainer.global_step}]({rel})", "",
-                      "Rows: validation images. A2B block: real A | fake B | rec A | idt B; then B2A."]
+                      f"Rows: validation images. {blocks}."]
         lines += ["", "## Config", "", "```yaml", OmegaConf.to_yaml(self.config).rstrip(), "```", ""]
         self.path.write_text("\n".join(lines))
         rank_zero_info(f"Model card: {self.path}")

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_info
 
 from cyclestyle.callbacks import LastCheckpoint, SampleImages
-from cyclestyle.inference.sources import safe_load
+from cyclestyle.checkpoints import is_weights_only, load_weights, read_record, safe_load
 from cyclestyle.loggers import git_commit, upload_checkpoints
 from cyclestyle.run_folder import check_run_folder
 from cyclestyle.tracking import BestCheckpoint, ModelCard
@@ -49,33 +49,25 @@ def resolve_ckpt_path(ckpt_path: str | None, *, output_dir: str, log_dir: str) -
 
 def load_weights_only(model: pl.LightningModule, ckpt_path: str) -> bool:
     """If `ckpt_path` holds weights but no training state (e.g. from `cyclestyle import-reference`),
-    load them into `model` and return True; False for a full checkpoint that Lightning resumes.
-
-    Generators must match exactly; discriminators missing from the file keep their fresh init."""
+    load them into `model` and return True; False for a full checkpoint that Lightning resumes."""
     checkpoint = safe_load(ckpt_path, mmap=True)
-    if "optimizer_states" in checkpoint:
+    if not is_weights_only(checkpoint):
         return False
-    state = checkpoint.get("state_dict", {})
-    saved = (checkpoint.get("hyper_parameters") or {}).get("generator")
-    try:
-        result = model.load_state_dict(state, strict=False)
-    except RuntimeError as error:
-        raise ValueError(f"ckpt_path={ckpt_path}: its generator {saved} does not fit model.generator "
-                         f"{dict(model.hparams.generator)}; set model.generator.* to match ({error})") from None
-    missing = [k for k in result.missing_keys if k.startswith(("g_a.", "g_b."))]
-    if missing or result.unexpected_keys:
-        raise ValueError(f"ckpt_path={ckpt_path}: its weights do not fit model.generator "
-                         f"{dict(model.hparams.generator)} (saved: {saved}); missing {missing[:3]}, "
-                         f"unexpected {result.unexpected_keys[:3]}")
-    if any(k.startswith(("d_a.", "d_b.")) for k in result.missing_keys):
-        rank_zero_info(f"{ckpt_path} holds no discriminators: they start from a fresh initialisation")
+    fresh = load_weights(model, checkpoint, source=ckpt_path)
+    if fresh:
+        rank_zero_info(f"{ckpt_path} holds no {', '.join(fresh)}: they start from a fresh initialisation")
     return True
 
 
 def check_resumable(model: pl.LightningModule, ckpt_path: str) -> None:
     """Fail with one clear line if a full checkpoint does not fit the model this run builds
     (Lightning would stop with a long size-mismatch traceback instead)."""
-    saved = safe_load(ckpt_path, mmap=True).get("state_dict")
+    checkpoint = safe_load(ckpt_path, mmap=True)
+    family = read_record(checkpoint, source=f"ckpt_path={ckpt_path}").family
+    if family != model.family:
+        raise ValueError(f"ckpt_path={ckpt_path}: it holds a {family} model; this run trains {model.family} "
+                         f"(set model={family})")
+    saved = checkpoint.get("state_dict")
     if not isinstance(saved, dict):
         raise ValueError(f"ckpt_path={ckpt_path}: not a cyclestyle training checkpoint (no state_dict)")
     own = model.state_dict()

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cyclestyle.callbacks import psnr, to_uint8
+from cyclestyle.pixels import from_rgb_array, psnr, to_uint8
 from cyclestyle.inference.batch import translate_files
 from cyclestyle.inference.files import plan
 from cyclestyle.inference.sources import load_generator
@@ -47,7 +47,7 @@ def reference_loop(model_path: Path, folder: Path, out: Path, device: torch.devi
     start = time.perf_counter()
     for path in sorted(folder.iterdir()):
         rgb = np.asarray(Image.open(path).convert("RGB"))
-        x = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float().div(127.5).sub(1).to(device)
+        x = from_rgb_array(rgb).to(device)
         with torch.no_grad():
             y = net(x)
         Image.fromarray(to_uint8(y)[0].permute(1, 2, 0).cpu().numpy()).save(out / f"{path.stem}.png")

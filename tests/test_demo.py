@@ -65,7 +65,8 @@ def test_a_short_demo_run_visibly_learns(tmp_path):
 def test_paired_psnr_reports_translation_next_to_untouched(tmp_path):
     from types import SimpleNamespace
 
-    from cyclestyle.callbacks import PairedPSNR, psnr
+    from cyclestyle.callbacks import PairedPSNR
+    from cyclestyle.pixels import psnr
 
     root = build_demo(tmp_path / "demo", size=40, train_per_photo=1, test_per_photo=1)
 

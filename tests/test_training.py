@@ -87,11 +87,11 @@ def test_generators_and_discriminators_run_once_per_pair_unless_batch_norm_mixes
     for name in calls:
         getattr(model, name).register_forward_hook(lambda *_, name=name: calls.__setitem__(name, calls[name] + 1))
     a, b = fixed_batches(1)[0].values()
-    terms, images = model.losses(a, b)
+    terms, images = model.losses({"A": a, "B": b})
     # batched: G_A on [A, B] and on fake A; D_A on fake B (frozen) and on [real B, pooled]
     assert calls == ({"g_a": 2, "d_a": 2} if norm == "instance" else {"g_a": 3, "d_a": 3})
     if norm == "instance":  # the one batched call computes what two calls would
-        torch.testing.assert_close(model._twice("g_a", a, b), (model.g_a(a), model.g_a(b)), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(model.twice("g_a", a, b), (model.g_a(a), model.g_a(b)), rtol=1e-4, atol=1e-5)
 
 
 def test_identity_weight_zero_skips_identity_forwards():
@@ -100,7 +100,7 @@ def test_identity_weight_zero_skips_identity_forwards():
         model = tiny_model(lambda_identity=weight)
         calls["g_a"] = 0
         model.g_a.register_forward_hook(lambda _, args, out: calls.__setitem__("g_a", calls["g_a"] + len(out)))
-        terms, _ = model.losses(*fixed_batches(1)[0].values())
+        terms, _ = model.losses(fixed_batches(1)[0])
         assert calls["g_a"] == per_iteration
         assert ("idt_A" in terms) == (weight > 0)
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cyclestyle.callbacks import psnr
+from cyclestyle.pixels import psnr
 from cyclestyle.commands.translate import build_parser
 from cyclestyle.commands.translate import main as translate_main
 from cyclestyle.inference import UnsafeCheckpointError, load_generator

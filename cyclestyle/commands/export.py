@@ -33,7 +33,7 @@ def build_parser(prog: str = "cyclestyle export") -> argparse.ArgumentParser:
 def export(model: str | os.PathLike, output: str | os.PathLike, *, fmt: str = "onnx", direction: str = "a2b",
            opset: int = 17) -> Path:
     """Export `model`'s `direction` generator to `output` (written atomically); returns the path."""
-    from ..inference.files import atomic_target
+    from ..atomic import atomic_target, remove_stale_temps
     from ..inference.sources import EXPORT_META, Generator, load_generator
 
     generator = load_generator(model, direction=direction, precision="32")
@@ -46,6 +46,7 @@ def export(model: str | os.PathLike, output: str | os.PathLike, *, fmt: str = "o
     meta = json.dumps({"size_multiple": multiple, "generator": generator.spec, "direction": direction,
                        "input": "float32 (batch, 3, height, width) in [-1, 1]"})
     output = Path(output).expanduser()
+    remove_stale_temps(output.parent, recursive=False, target=output.name)  # left by a killed earlier run
     with atomic_target(output) as tmp, warnings.catch_warnings():  # silence the exporters' deprecation notes
         warnings.simplefilter("ignore", (UserWarning, FutureWarning, DeprecationWarning))
         if fmt == "onnx":

@@ -32,7 +32,7 @@ def import_reference(g_a: str, g_b: str, output: str | os.PathLike, *, d_a: str 
     """Write a weights-only cyclestyle checkpoint from reference files; returns its path."""
     import pytorch_lightning as pl
 
-    from ..inference.files import atomic_target
+    from ..atomic import atomic_target, remove_stale_temps
     from ..inference.reference import drop_stale_norm_keys, infer_discriminator
     from ..inference.sources import generator_from_state, safe_load
     from ..networks import build_discriminator
@@ -49,7 +49,12 @@ def import_reference(g_a: str, g_b: str, output: str | os.PathLike, *, d_a: str 
     if d_a is not None:
         for prefix, path in (("d_a", d_a), ("d_b", d_b)):
             state = safe_load(path)
-            spec = infer_discriminator(state)
+            if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+                raise ValueError(f"{path}: not a discriminator state_dict (a dict of named tensors)")
+            try:
+                spec = infer_discriminator(state)
+            except ValueError as error:
+                raise ValueError(f"{path}: {error}") from None
             net = build_discriminator(**spec)
             try:
                 net.load_state_dict(drop_stale_norm_keys(state, spec["norm"]), strict=True)
@@ -61,6 +66,7 @@ def import_reference(g_a: str, g_b: str, output: str | os.PathLike, *, d_a: str 
                   "pytorch-lightning_version": pl.__version__,
                   "imported_from": {"g_a": str(g_a), "g_b": str(g_b), "d_a": d_a and str(d_a), "d_b": d_b and str(d_b)}}
     output = Path(output).expanduser()
+    remove_stale_temps(output.parent, recursive=False, target=output.name)  # left by a killed earlier run
     with atomic_target(output) as tmp:
         torch.save(checkpoint, tmp)
     return output

@@ -83,6 +83,8 @@ def _validate(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from ..atomic import remove_stale_temps
+    from ..data.images import IMAGE_EXTENSIONS
     from ..inference.batch import translate_files
     from ..inference.devices import resolve_device, resolve_precision
     from ..inference.files import check_writable, plan
@@ -101,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, RuntimeError, ImportError) as error:
         print(f"cyclestyle translate: error: {error}", file=sys.stderr)
         return 2
+    stale = remove_stale_temps(output, legacy_suffixes=IMAGE_EXTENSIONS)  # left by killed runs (never a live run's)
+    if stale:
+        print(f"Removed {len(stale)} temporary file(s) left in {output} by interrupted runs", file=sys.stderr)
     precision_note = "32 (ONNX)" if type(generator).__name__ == "OnnxGenerator" else precision
     print(f"{len(jobs)} images; device {device}, precision {precision_note} (override with --device/--precision)",
           file=sys.stderr)

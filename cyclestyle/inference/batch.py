@@ -1,6 +1,7 @@
 """Translating many files fast: DataLoader workers decode, same-size images share a batch, the
 generator runs under `torch.inference_mode` (and autocast), a thread pool encodes and writes
-atomically while the next batch runs. Broken inputs are listed and skipped, never fatal."""
+atomically while the next batch runs. Broken inputs, and inputs the generator fails on, are listed
+and skipped, never fatal."""
 from __future__ import annotations
 
 import time
@@ -9,12 +10,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..callbacks import to_uint8
+from ..pixels import to_uint8
 from .files import Job, decode, save_atomic
 from .tiling import run_tiled, run_whole
 
@@ -104,16 +106,9 @@ def translate_files(
             for items in loader:
                 good = [item for item in items if "error" not in item]
                 summary.failed += [(todo[item["index"]].source, item["error"]) for item in items if "error" in item]
-                if good:
-                    x = torch.stack([item["image"] for item in good]).float().div_(127.5).sub_(1)  # (B, 3, H, W)
-                    if tile:
-                        y = run_tiled(generator, x, generator.size_multiple, tile=tile, overlap=tile_overlap)
-                    else:
-                        y = run_whole(generator, x, generator.size_multiple)
-                    outputs = to_uint8(y).permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, 3)
-                    for item, rgb in zip(good, outputs):
-                        job = todo[item["index"]]
-                        pending.append((job, writers.submit(save_atomic, rgb, item["alpha"], job.target, quality=quality)))
+                for item, rgb in _translate_batch(generator, good, tile, tile_overlap, summary, todo):
+                    job = todo[item["index"]]
+                    pending.append((job, writers.submit(save_atomic, rgb, item["alpha"], job.target, quality=quality)))
                 while pending and (pending[0][1].done() or len(pending) > 4 * batch_size):
                     _finish(pending.popleft(), summary)
                 bar.update(len(items))
@@ -124,6 +119,35 @@ def translate_files(
             bar.close()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _run(generator, items: list[dict], tile: int | None, overlap: int) -> np.ndarray:
+    """(B, H, W, 3) uint8 translations of same-size decoded items."""
+    x = torch.stack([item["image"] for item in items]).float().div_(127.5).sub_(1)  # (B, 3, H, W)
+    if tile:
+        y = run_tiled(generator, x, generator.size_multiple, tile=tile, overlap=overlap)
+    else:
+        y = run_whole(generator, x, generator.size_multiple)
+    return to_uint8(y).permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, 3)
+
+
+def _translate_batch(generator, items: list[dict], tile: int | None, overlap: int, summary: Summary,
+                     jobs: list[Job]) -> list[tuple[dict, np.ndarray]]:
+    """(item, (H, W, 3) uint8) for each item the generator translates. A failing batch is retried
+    image by image (it may be too large together); images that still fail are listed in `summary`."""
+    if not items:
+        return []
+    try:
+        return list(zip(items, _run(generator, items, tile, overlap)))
+    except Exception as error:  # noqa: BLE001 -- a model file can fail in any way (onnxruntime's errors are not RuntimeErrors)
+        if len(items) > 1:
+            return [done for item in items for done in _translate_batch(generator, [item], tile, overlap, summary, jobs)]
+        text = " ".join(str(error).split())  # one line: onnxruntime puts the detail on later lines
+        reason = text if len(text) <= 300 else text[:297] + "..."
+        h, w = items[0]["image"].shape[1:]
+        summary.failed.append((jobs[items[0]["index"]].source,
+                               f"the generator failed on this {w}x{h} image: {type(error).__name__}: {reason}"))
+        return []
 
 
 def _finish(entry: tuple[Job, Future], summary: Summary) -> None:

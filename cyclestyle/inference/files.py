@@ -1,18 +1,20 @@
 """Inputs and outputs of batch translation: which files, where their results go, decoding with
-alpha kept aside, and atomic writes (a temporary file renamed into place)."""
+alpha kept aside, and atomic writes (a temporary file renamed into place: `cyclestyle.atomic`)."""
 from __future__ import annotations
 
-import contextlib
+import fnmatch
 import glob
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..data.images import IMAGE_EXTENSIONS, find_images, to_rgb
+from ..atomic import atomic_target
+from ..data.images import file_kind, find_images, open_image, to_rgb, walk_images
 
 FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}  # plus "same": keep the input's extension
 PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
@@ -32,16 +34,36 @@ def _glob_root(pattern: str) -> Path:
     return Path(*fixed) if fixed else Path(".")
 
 
+def _glob_matches(parts: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
+    """Whether a relative path matches pattern parts as `glob.glob(recursive=True)` would: `**`
+    spans any number of folders; wildcards match no hidden names unless the part starts with a dot."""
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":
+        return any(_glob_matches(parts[i:], pattern[1:]) for i in range(len(parts) + 1)
+                   if not any(p.startswith(".") for p in parts[:i]))
+    if not parts or not fnmatch.fnmatch(parts[0], pattern[0]):
+        return False
+    if parts[0].startswith(".") and not pattern[0].startswith("."):
+        return False
+    return _glob_matches(parts[1:], pattern[1:])
+
+
 def collect(inputs: list[str]) -> list[tuple[Path, Path, Path | None]]:
     """(image, path relative to its input, folder whose subfolders the input searches, or None)
-    for files, folders (recursive) and glob patterns, in a stable order."""
+    for files, folders (recursive) and glob patterns, in a stable order.
+
+    Folders and patterns are searched by `walk_images` (not `glob`, which follows symlink loops):
+    each real folder once, non-regular files skipped with a warning."""
     found: list[tuple[Path, Path, Path | None]] = []
     for item in inputs:
         path = Path(item).expanduser()
         if glob.has_magic(item) and not path.exists():
             root = _glob_root(item)
-            matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
-            files = [p for p in matches if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+            pattern = path.parts[len(root.parts):]
+            depth = None if "**" in pattern else len(pattern) - 1
+            files = sorted(walk_images(root, max_depth=depth, keep=lambda parts: _glob_matches(parts, pattern))
+                           if root.is_dir() else [])
             if not files:
                 raise FileNotFoundError(f"no images match {item!r}")
             searched = root if "**" in item else None  # a recursive pattern would find our outputs again
@@ -50,6 +72,8 @@ def collect(inputs: list[str]) -> list[tuple[Path, Path, Path | None]]:
             found += [(p, p.relative_to(path), path) for p in find_images(path, setting="input")]
         elif path.is_file():
             found.append((path, Path(path.name), None))
+        elif path.exists():  # a FIFO, socket or device: opening it could block forever
+            warnings.warn(f"skipping {path}: not a regular file ({file_kind(path)})")
         else:
             raise FileNotFoundError(f"input not found: {path}")
     return found
@@ -92,8 +116,9 @@ def check_writable(folder: Path) -> None:
 def decode(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """((H, W, 3) uint8 RGB, (H, W) uint8 alpha or None), EXIF orientation applied.
 
-    Transparent pixels are composited over white for the network; the alpha is re-attached later."""
-    with Image.open(path) as image:
+    Transparent pixels are composited over white for the network; the alpha is re-attached later.
+    Raises OSError for a path that is not a regular file (a FIFO would block forever)."""
+    with open_image(path) as image:
         image.load()
         image = ImageOps.exif_transpose(image)
         alpha = None
@@ -102,20 +127,6 @@ def decode(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         if image.mode in ("RGBA", "LA", "PA"):
             alpha = np.asarray(image.getchannel("A"))
         return to_rgb(image), alpha
-
-
-@contextlib.contextmanager
-def atomic_target(target: Path):
-    """Yields a temporary path beside `target`; renamed onto `target` if the block succeeds,
-    removed if it fails, so `target` is never half-written."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def save_atomic(rgb: np.ndarray, alpha: np.ndarray | None, target: Path, *, quality: int = 95) -> None:

@@ -1,6 +1,7 @@
 """Every kind of file a generator can come from, behind one callable.
 
-- a cyclestyle checkpoint (`.ckpt`): the generator is rebuilt from the saved hyperparameters;
+- a cyclestyle checkpoint (`.ckpt`): the direction's network is rebuilt from the checkpoint's record
+  (`cyclestyle.checkpoints`), whatever family wrote it;
 - a reference CycleGAN generator (`.pth`, bare state_dict): the architecture is read off the keys;
 - a file written by `cyclestyle export`: TorchScript (`.pt`/`.ts`) or ONNX (`.onnx`).
 
@@ -9,9 +10,9 @@ unpickled is refused, not executed. TorchScript files are programs: load only tr
 """
 from __future__ import annotations
 
+import inspect
 import json
 import os
-import pickle
 import warnings
 import zipfile
 from pathlib import Path
@@ -19,42 +20,35 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from ..checkpoints import UnsafeCheckpointError, build_translator, safe_load  # noqa: F401 -- UnsafeCheckpointError: re-exported
 from ..networks import build_generator
 from .reference import drop_stale_norm_keys, infer_generator
 
 DIRECTIONS = ("a2b", "b2a")
+_GENERATOR_SETTINGS = frozenset(inspect.signature(build_generator).parameters)  # name, ngf, norm, ...
 EXPORT_META = "cyclestyle.json"  # extra file in TorchScript exports / metadata key in ONNX exports
-
-
-class UnsafeCheckpointError(RuntimeError):
-    """The file holds pickled Python objects that could run code when loaded."""
-
-
-def safe_load(path: str | os.PathLike, *, mmap: bool = False) -> dict:
-    """`torch.load` restricted to tensors and plain data; clear errors for unsafe or broken files.
-    `mmap` maps tensors lazily instead of reading them (for a quick look at a large file)."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"model file not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as error:
-        raise UnsafeCheckpointError(
-            f"{path}: refused to load: it holds pickled Python objects other than tensors and plain data, "
-            f"which could run code when loaded. Only tensors, numbers, strings and containers are accepted. "
-            f"({str(error).splitlines()[0]})"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile) as error:
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({error})") from None
 
 
 def generator_from_state(
     state: dict[str, torch.Tensor], overrides: dict | None = None, *, source: str
 ) -> tuple[nn.Module, dict]:
     """(generator, its `build_generator` arguments): the network `state` describes (with
-    `overrides`), loaded strictly."""
-    spec = {**infer_generator(state), **_given(overrides)}
-    net = build_generator(**spec)
+    `overrides`), loaded strictly. ValueError naming `source` for anything that does not fit."""
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise ValueError(f"{source}: not a generator state_dict (a dict of named tensors)")
+    try:
+        spec = {**infer_generator(state), **_given(overrides)}
+    except ValueError as error:
+        raise ValueError(f"{source}: {error}") from None
+    unknown = _unknown_settings(spec)
+    if unknown:
+        raise ValueError(f"{source}: unknown generator setting(s) {', '.join(map(str, unknown))} "
+                         f"(known: {', '.join(sorted(_GENERATOR_SETTINGS))})")
+    try:
+        net = build_generator(**spec)
+    except (TypeError, ValueError) as error:  # a saved setting of the wrong type or value
+        raise ValueError(f"{source}: cannot build the generator {spec}: {error}") from None
     try:
         net.load_state_dict(drop_stale_norm_keys(state, spec["norm"]), strict=True)
     except RuntimeError as error:
@@ -62,16 +56,11 @@ def generator_from_state(
     return net, spec
 
 
-def _lightning_generator(
-    checkpoint: dict, direction: str, overrides: dict | None, source: str
-) -> tuple[nn.Module, dict]:
-    prefix = {"a2b": "g_a.", "b2a": "g_b."}[direction]
-    state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
-    if not state:
-        raise ValueError(f"{source}: the checkpoint holds no '{prefix}*' weights (direction {direction})")
-    saved = (checkpoint.get("hyper_parameters") or {}).get("generator") or {}
-    architecture = {k: v for k, v in saved.items() if k not in ("init_type", "init_gain")}
-    return generator_from_state(state, {**architecture, **_given(overrides)}, source=source)
+def _unknown_settings(settings: dict) -> list[str]:
+    """Keys `build_generator` does not take (a saved config of another version or a typo)."""
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(build_generator).parameters.values()):
+        return []
+    return sorted(map(str, set(settings) - _GENERATOR_SETTINGS))
 
 
 def _given(overrides: dict | None) -> dict:
@@ -82,17 +71,38 @@ def _given(overrides: dict | None) -> dict:
 def _is_torchscript(path: Path) -> bool:
     if not zipfile.is_zipfile(path):
         return False
-    with zipfile.ZipFile(path) as archive:
-        return any(name.endswith("/constants.pkl") or "/code/" in name for name in archive.namelist())
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/constants.pkl") or "/code/" in name for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):  # torch.load says what is wrong with it
+        return False
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0].strip() if text else type(error).__name__
+
+
+def _export_meta(path: Path, text: str | bytes | None) -> tuple[int, dict]:
+    """(size multiple, generator spec) from the metadata `cyclestyle export` writes (defaults if absent)."""
+    try:
+        meta = json.loads(text or "{}")
+        multiple, spec = int(meta.get("size_multiple", 4)), meta.get("generator", {})
+    except (ValueError, TypeError, AttributeError) as error:
+        raise ValueError(f"{path}: unreadable {EXPORT_META} metadata ({_first_line(error)})") from None
+    if multiple < 1:
+        raise ValueError(f"{path}: {EXPORT_META} metadata gives size_multiple {multiple} (must be >= 1)")
+    return multiple, spec if isinstance(spec, dict) else {}
 
 
 class Generator:
     """(B, 3, H, W) float images in [-1, 1] -> translated, same shape. H and W must be multiples
-    of `size_multiple`; `cyclestyle.inference.tiling` pads and crops for you."""
+    of `size_multiple` (and equal `fixed_size` when set); `cyclestyle.inference.tiling` pads,
+    tiles and crops for you."""
 
     def __init__(self, module: nn.Module, *, size_multiple: int, device: torch.device, precision: str, spec: dict,
-                 compile: bool = False) -> None:
-        self.size_multiple, self.device, self.spec = size_multiple, device, spec
+                 fixed_size: int | None = None, compile: bool = False) -> None:
+        self.size_multiple, self.fixed_size, self.device, self.spec = size_multiple, fixed_size, device, spec
         # Inductor fuses pads, convs, norms and activations: ~1.6x faster in bf16 on CPU, after a
         # warm-up per new input shape (about a minute the first time, seconds once cached on disk).
         # Freezing folds the (fixed) weights into the graph so oneDNN can pre-pack them: ~7% more.
@@ -120,10 +130,14 @@ class OnnxGenerator:
             import onnxruntime
         except ImportError:
             raise ImportError(f"{path}: running ONNX files needs onnxruntime: pip install onnxruntime") from None
-        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
-        meta = json.loads(self.session.get_modelmeta().custom_metadata_map.get(EXPORT_META, "{}"))
-        self.size_multiple, self.spec = int(meta.get("size_multiple", 4)), meta.get("generator", {})
+        try:  # onnxruntime's errors (InvalidProtobuf, Fail, ...) derive from Exception only
+            self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            (image,) = self.session.get_inputs()
+        except Exception as error:  # noqa: BLE001 -- every way a file fails to be one image-to-image ONNX model
+            reason = _first_line(error) if not isinstance(error, ValueError) else "it does not take exactly one input"
+            raise ValueError(f"{path}: not a readable ONNX model ({reason})") from None
+        self.input_name = image.name
+        self.size_multiple, self.spec = _export_meta(path, self.session.get_modelmeta().custom_metadata_map.get(EXPORT_META))
         self.device = torch.device("cpu")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -153,19 +167,25 @@ def load_generator(
         return OnnxGenerator(path)
     if _is_torchscript(path):
         extra = {EXPORT_META: ""}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, still supported
-            module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
-        meta = json.loads(extra[EXPORT_META] or "{}")
-        return Generator(module.eval(), size_multiple=int(meta.get("size_multiple", 4)), device=device,
-                         precision=precision, spec=meta.get("generator", {}))  # TorchScript: not compiled
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, still supported
+                module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+        except (RuntimeError, ValueError, zipfile.BadZipFile) as error:
+            raise ValueError(f"{path}: not a readable TorchScript file ({_first_line(error)})") from None
+        multiple, spec = _export_meta(path, extra[EXPORT_META])
+        return Generator(module.eval(), size_multiple=multiple, device=device, precision=precision,
+                         spec=spec)  # TorchScript: not compiled
     checkpoint = safe_load(path)
+    fixed_size = None
     if isinstance(checkpoint, dict) and "state_dict" in checkpoint:
-        net, spec = _lightning_generator(checkpoint, direction, overrides, str(path))
+        net, translator = build_translator(checkpoint, direction, source=str(path), overrides=_given(overrides))
+        spec, multiple, fixed_size = translator.kwargs, translator.size_multiple, translator.fixed_size
     elif isinstance(checkpoint, dict) and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
         net, spec = generator_from_state(checkpoint, overrides, source=str(path))  # reference: one direction per file
+        multiple = net.size_multiple
     else:
         raise ValueError(f"{path}: neither a cyclestyle checkpoint nor a generator state_dict")
-    return Generator(net.eval().to(device), size_multiple=net.size_multiple, device=device, precision=precision,
-                     spec=spec, compile=compile)
+    return Generator(net.eval().to(device), size_multiple=multiple, fixed_size=fixed_size, device=device,
+                     precision=precision, spec=spec, compile=compile)
 

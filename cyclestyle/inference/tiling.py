@@ -12,19 +12,32 @@ import torch.nn.functional as F
 Net = Callable[[torch.Tensor], torch.Tensor]
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C, H', W') with H', W' the next multiples of `multiple`, padded at the
-    bottom/right by reflection (replication where the image is too small to reflect)."""
+MIN_SIDE = 8  # px: a ResNet generator's 1/4-scale bottleneck must be >= 2 x 2 for its reflection padding
+# and instance norm; U-Nets need their multiple anyway (their 1 x 1 innermost level has no norm).
+
+
+def _pad_end(x: torch.Tensor, dim: int, pad: int) -> torch.Tensor:
+    """`pad` more rows (dim -2) or columns (dim -1) at the end: mirrored as far as the image allows,
+    repeatedly for pads longer than the image, replicated for a single row or column."""
+    while pad > 0:
+        size = x.shape[dim]
+        mode, step = ("reflect", min(pad, size - 1)) if size > 1 else ("replicate", pad)
+        x = F.pad(x, (0, step, 0, 0) if dim == -1 else (0, 0, 0, step), mode=mode)
+        pad -= step
+    return x
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int, min_side: int = MIN_SIDE) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, H', W') with H', W' the next multiples of `multiple` that are also at
+    least `min_side`, padded at the bottom/right by reflection (replication for 1-pixel lines)."""
     h, w = x.shape[-2:]
-    pad_h, pad_w = -h % multiple, -w % multiple
-    if pad_h == 0 and pad_w == 0:
-        return x
-    mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+    pad_h = multiple * math.ceil(max(h, min_side) / multiple) - h
+    pad_w = multiple * math.ceil(max(w, min_side) / multiple) - w
+    return _pad_end(_pad_end(x, -1, pad_w), -2, pad_h)
 
 
 def run_whole(net: Net, x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """net over (B, 3, H, W) images of any H, W; returns (B, 3, H, W)."""
+    """net over (B, 3, H, W) images of any H, W (even 1 x 1); returns (B, 3, H, W)."""
     h, w = x.shape[-2:]
     return net(pad_to_multiple(x, multiple))[..., :h, :w]
 

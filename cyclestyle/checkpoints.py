@@ -1,0 +1,265 @@
+"""The self-describing checkpoint record, written and read here only.
+
+A checkpoint says which model family wrote it and, per translation direction, how to rebuild the
+network without the training code: the builder (a callable in `cyclestyle.networks`), its
+keyword arguments, the size multiple, and the state-dict prefix of its weights.
+
+    checkpoint["cyclestyle"] = {
+        "format": 1, "family": "cyclegan", "version": "0.1.0",
+        "translators": {"a2b": {"module": "g_a", "builder": "cyclestyle.networks:build_generator",
+                                "kwargs": {"name": "resnet_9blocks", ...}, "size_multiple": 4,
+                                "fixed_size": None},
+                        "b2a": {...}}}
+
+`translate`, `export`, `import-reference` and weights-only fine-tuning use only this module.
+Checkpoints written before the record existed (CycleGAN: `hyper_parameters.generator`, weights
+under `g_a.` / `g_b.`) are read as the record they would have had.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import os
+import pickle
+import re
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from .models.base import TranslatorSpec, describe_directions
+
+RECORD_KEY = "cyclestyle"
+FORMAT = 1
+BUILDER_PACKAGE = "cyclestyle.networks"  # a checkpoint may name builders from here only: it is data, not code
+LEGACY_BUILDER = "cyclestyle.networks:build_generator"
+
+
+class UnsafeCheckpointError(RuntimeError):
+    """The file holds pickled Python objects that could run code when loaded."""
+
+
+def safe_load(path: str | os.PathLike, *, mmap: bool = False) -> dict:
+    """`torch.load` restricted to tensors and plain data; clear errors for unsafe or broken files.
+    `mmap` maps tensors lazily instead of reading them (for a quick look at a large file)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    mmap = mmap and zipfile.is_zipfile(path)  # only zip-format files map; legacy ones are read
+    try:
+        with warnings.catch_warnings():  # garbage read as a pickle warns of an unknown protocol first
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as error:
+        detail = _unpickler_detail(str(error))
+        if detail is None or _UNSAFE_PICKLE.search(detail):
+            named = f" ({detail})" if detail else ""
+            raise UnsafeCheckpointError(
+                f"{path}: refused to load: it holds pickled Python objects other than tensors and plain data{named}, "
+                f"which could run code when loaded. Only tensors, numbers, strings and containers are accepted."
+            ) from None
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint (corrupt or not written by torch.save: "
+                         f"{detail})") from None
+    except MemoryError:
+        raise
+    except Exception as error:  # noqa: BLE001 -- unpickling arbitrary bytes fails in any of a dozen ways
+        told = isinstance(error, (RuntimeError, EOFError, ValueError, zipfile.BadZipFile)) and str(error).strip()
+        reason = (str(error).split(". ")[0].strip().splitlines()[0] if told  # torch adds paragraphs of advice
+                  else f"corrupt or not written by torch.save: {type(error).__name__}")
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
+
+
+# The weights-only unpickler's reason; globals and INST/OBJ opcodes are what code-running pickles need.
+_UNPICKLER_DETAIL = re.compile(r"WeightsUnpickler error:\s*(.*?)\s*(?:\n\n|Check the documentation|$)", re.DOTALL)
+_UNSAFE_PICKLE = re.compile(r"global|class|Unsupported operand (?:105|111)\b", re.IGNORECASE)
+
+
+def _unpickler_detail(message: str) -> str | None:
+    """The one-line reason in torch's weights-only error (None if the format is not recognised)."""
+    match = _UNPICKLER_DETAIL.search(message)
+    if match is None or not match.group(1):
+        return None
+    line = match.group(1).splitlines()[0].strip()
+    return re.sub(r"\s*Please use `torch\.serialization.*", "", line) or None
+
+
+@dataclass(frozen=True)
+class Record:
+    family: str
+    translators: dict[str, TranslatorSpec]
+
+    def spec(self, direction: str, *, source: str) -> TranslatorSpec:
+        """The translator for `direction`; an unknown direction is an error, never another network."""
+        if direction not in self.translators:
+            raise ValueError(f"{source}: this {self.family} model translates {describe_directions(self.translators)} "
+                             f"only; --direction {direction} is not available")
+        return self.translators[direction]
+
+
+def write_record(checkpoint: dict[str, Any], model) -> None:
+    """Add `model`'s record (a TranslationModel) to a checkpoint being saved."""
+    checkpoint[RECORD_KEY] = make_record(model.family, model.translators)
+
+
+def make_record(family: str, translators: dict[str, TranslatorSpec]) -> dict:
+    from . import __version__
+
+    return {"format": FORMAT, "family": family, "version": __version__,
+            "translators": {d: dataclasses.asdict(spec) for d, spec in translators.items()}}
+
+
+def read_record(checkpoint: dict, *, source: str) -> Record:
+    """The record of a cyclestyle checkpoint (also of one written before records existed)."""
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"{source}: not a cyclestyle checkpoint")
+    raw = checkpoint.get(RECORD_KEY)
+    if raw is None:
+        return _legacy_record(checkpoint, source)
+    if not isinstance(raw, dict) or not isinstance(raw.get("translators"), dict) or raw.get("format", 0) > FORMAT:
+        raise ValueError(f"{source}: its '{RECORD_KEY}' record is unreadable or from a newer cyclestyle "
+                         f"(format {raw.get('format') if isinstance(raw, dict) else '?'}; this one reads {FORMAT})")
+    fields = {f.name for f in dataclasses.fields(TranslatorSpec)}
+    translators = {}
+    for direction, entry in raw["translators"].items():
+        if not isinstance(entry, dict) or not fields >= set(entry) or "module" not in entry or "builder" not in entry:
+            raise ValueError(f"{source}: the record's {direction} translator is malformed: {entry!r}")
+        translators[direction] = TranslatorSpec(**entry)
+    return Record(family=str(raw.get("family", "?")), translators=translators)
+
+
+def _legacy_record(checkpoint: dict, source: str) -> Record:
+    """CycleGAN checkpoints of cyclestyle 0.1 before the record: generator settings in hparams."""
+    hparams = checkpoint.get("hyper_parameters") or {}
+    saved = hparams.get("generator") if isinstance(hparams, dict) else None
+    if "state_dict" not in checkpoint or not isinstance(saved, dict):
+        raise ValueError(f"{source}: not a cyclestyle checkpoint (no '{RECORD_KEY}' record, no "
+                         f"hyper_parameters.generator)")
+    known = inspect.signature(builder_callable(LEGACY_BUILDER, source=source)).parameters
+    unknown = sorted(map(str, set(saved) - set(known)))
+    if unknown:
+        raise ValueError(f"{source}: hyper_parameters.generator has unknown setting(s) {', '.join(unknown)} "
+                         f"(known: {', '.join(sorted(known))})")
+    kwargs = {k: v for k, v in saved.items() if k not in ("init_type", "init_gain")}
+    multiple = _legacy_size_multiple(kwargs.get("name", "resnet_9blocks"))
+    return Record(family="cyclegan", translators={
+        direction: TranslatorSpec(module=module, builder=LEGACY_BUILDER, kwargs=kwargs, size_multiple=multiple)
+        for direction, module in (("a2b", "g_a"), ("b2a", "g_b"))})
+
+
+def _legacy_size_multiple(name: str) -> int:
+    from .networks import UNET_LEVELS
+
+    return int(name.removeprefix("unet_")) if name in UNET_LEVELS else 4
+
+
+def builder_callable(builder: str, *, source: str):
+    """The callable a record names, from `cyclestyle.networks` only."""
+    module_name, _, attribute = builder.partition(":")
+    if not (module_name == BUILDER_PACKAGE or module_name.startswith(BUILDER_PACKAGE + ".")) or not attribute:
+        raise ValueError(f"{source}: refusing builder {builder!r}: checkpoints may only name builders in "
+                         f"{BUILDER_PACKAGE}")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError):
+        raise ValueError(f"{source}: builder {builder!r} does not exist in this cyclestyle version") from None
+
+
+def build_network(spec: TranslatorSpec, *, source: str, overrides: dict | None = None) -> nn.Module:
+    """A fresh network as `spec` describes it (weights not loaded); `overrides` replace kwargs."""
+    build = builder_callable(spec.builder, source=source)
+    kwargs = {**spec.kwargs, **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    accepted = inspect.signature(build).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        unknown = sorted(set(kwargs) - set(accepted))
+        if unknown:
+            raise ValueError(f"{source}: unknown setting(s) {', '.join(map(str, unknown))} for {spec.builder} "
+                             f"(known: {', '.join(sorted(accepted))})")
+    try:
+        return build(**kwargs)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{source}: cannot build {spec.builder} with {kwargs}: {error}") from None
+
+
+def _full_kwargs(spec: TranslatorSpec, source: str) -> dict:
+    """The builder's arguments with its defaults filled in, so equal networks compare equal."""
+    parameters = inspect.signature(builder_callable(spec.builder, source=source)).parameters
+    defaults = {name: p.default for name, p in parameters.items() if p.default is not p.empty}
+    return {**defaults, **spec.kwargs}
+
+
+def module_state(state_dict: dict, module: str) -> dict[str, torch.Tensor]:
+    """The weights of the submodule `module` from a LightningModule's state dict, un-prefixed."""
+    prefix = module + "."
+    return {k[len(prefix):]: v for k, v in state_dict.items() if isinstance(k, str) and k.startswith(prefix)}
+
+
+def build_translator(checkpoint: dict, direction: str, *, source: str, overrides: dict | None = None
+                     ) -> tuple[nn.Module, TranslatorSpec]:
+    """(network in eval mode with its weights, its spec) for `direction` of a cyclestyle checkpoint."""
+    from .inference.reference import drop_stale_norm_keys
+
+    spec = read_record(checkpoint, source=source).spec(direction, source=source)
+    weights = checkpoint.get("state_dict")
+    if not isinstance(weights, dict):
+        raise ValueError(f"{source}: not a cyclestyle checkpoint (state_dict must be a dict of tensors)")
+    state = module_state(weights, spec.module)
+    if not state:
+        raise ValueError(f"{source}: the checkpoint holds no '{spec.module}.*' weights (direction {direction})")
+    net = build_network(spec, source=source, overrides=overrides)
+    if spec.builder == LEGACY_BUILDER:
+        state = drop_stale_norm_keys(state, {**spec.kwargs, **(overrides or {})}.get("norm") or "instance")
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise ValueError(f"{source}: the {direction} weights do not fit {spec.builder}({spec.kwargs}): "
+                         f"{str(error).splitlines()[0]}") from None
+    multiple = getattr(net, "size_multiple", spec.size_multiple)
+    return net.eval(), dataclasses.replace(spec, size_multiple=multiple)
+
+
+def new_checkpoint(family: str, translators: dict[str, TranslatorSpec], state_dict: dict[str, torch.Tensor],
+                   hyper_parameters: dict, **extra) -> dict:
+    """A weights-only checkpoint (no optimizer state): translates, and fine-tunes with `ckpt_path=`."""
+    import pytorch_lightning as pl
+
+    return {"state_dict": state_dict, "hyper_parameters": hyper_parameters, "epoch": 0, "global_step": 0,
+            "pytorch-lightning_version": pl.__version__, RECORD_KEY: make_record(family, translators), **extra}
+
+
+def is_weights_only(checkpoint: dict) -> bool:
+    """True for checkpoints without training state (e.g. from `cyclestyle import-reference`)."""
+    return "optimizer_states" not in checkpoint
+
+
+def load_weights(model, checkpoint: dict, *, source: str) -> list[str]:
+    """Load a weights-only checkpoint into `model` (a TranslationModel) to fine-tune it.
+
+    Translators must match the model exactly; other networks (discriminators) missing from the
+    file keep their fresh initialisation. Returns the names of the networks that stayed fresh."""
+    record = read_record(checkpoint, source=source)
+    if record.family != model.family:
+        raise ValueError(f"ckpt_path={source}: it holds a {record.family} model; this run trains {model.family} "
+                         f"(set model={record.family})")
+    for direction, ours in model.translators.items():
+        saved = record.translators.get(direction)
+        if saved is None:
+            raise ValueError(f"ckpt_path={source}: it has no {direction} translator")
+        if saved.builder != ours.builder or _full_kwargs(saved, source) != _full_kwargs(ours, source):
+            raise ValueError(f"ckpt_path={source}: its {direction} network {saved.kwargs} does not fit this run's "
+                             f"{ours.kwargs}; set the model's network settings (e.g. model.generator.*) to match")
+    try:
+        result = model.load_state_dict(checkpoint.get("state_dict") or {}, strict=False)
+    except RuntimeError as error:
+        raise ValueError(f"ckpt_path={source}: its weights do not fit this run's model: "
+                         f"{str(error).splitlines()[0]}") from None
+    translator_modules = {spec.module for spec in model.translators.values()}
+    missing = [k for k in result.missing_keys if k.split(".")[0] in translator_modules]
+    if missing or result.unexpected_keys:
+        raise ValueError(f"ckpt_path={source}: its weights do not fit this run's model; missing {missing[:3]}, "
+                         f"unexpected {result.unexpected_keys[:3]}")
+    return sorted({k.split(".")[0] for k in result.missing_keys})
