@@ -15,6 +15,7 @@ import torchvision
 from pytorch_lightning.utilities import rank_zero_info
 
 from .data.images import find_images, load_rgb
+from .inference.tiling import translate_any_size
 from .loggers import log_images
 from .pixels import from_rgb_array, psnr, to_uint8
 
@@ -162,7 +163,7 @@ class SampleImages(pl.Callback):
 
 
 class PairedPSNR(pl.Callback):
-    """At the end of training, translates each image in `a_dir` with G_A and reports the mean
+    """At the end of training, translates each image in `a_dir` A -> B and reports the mean
     PSNR against the same-named image in `target_dir`, next to the PSNR of the untouched
     input. The demo uses it to show the model learned its watercolour rendering. Results go to the
     log and to `output_file` (JSON)."""
@@ -178,13 +179,16 @@ class PairedPSNR(pl.Callback):
         if not trainer.is_global_zero or stopped:  # a stop signal leaves no time for reports
             return
         translated, untouched = [], []
+        spec = pl_module.translators["a2b"]  # the shared translation path: padding, fixed-size tiles
         for path in find_images(self.a_dir, setting="a_dir"):
             photo, target = load_rgb(path), load_rgb(self.target_dir / path.relative_to(self.a_dir))
             x = from_rgb_array(photo).to(pl_module.device)
             was_training = pl_module.training
             pl_module.eval()
-            fake = to_uint8(pl_module(x, "a2b"))[0].permute(1, 2, 0).cpu().numpy()
+            fake = translate_any_size(lambda batch: pl_module(batch, "a2b"), x, multiple=spec.size_multiple,
+                                      fixed_size=spec.fixed_size)
             pl_module.train(was_training)
+            fake = to_uint8(fake)[0].permute(1, 2, 0).cpu().numpy()
             translated.append(psnr(fake, target))
             untouched.append(psnr(photo, target))
         self.result = {

@@ -70,8 +70,11 @@ def test_paired_psnr_reports_translation_next_to_untouched(tmp_path):
 
     root = build_demo(tmp_path / "demo", size=40, train_per_photo=1, test_per_photo=1)
 
+    from cyclestyle.models.base import TranslatorSpec
+
     class Copy(torch.nn.Module):  # a "translation" that changes nothing
         device = torch.device("cpu")
+        translators = {"a2b": TranslatorSpec(module="copy", builder="-", size_multiple=4)}
 
         def forward(self, x, direction):
             return x

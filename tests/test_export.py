@@ -17,7 +17,7 @@ from conftest import write_images
 from test_translate import checkpoint  # noqa: F401 -- the module-scoped tiny checkpoint fixture
 
 
-@pytest.mark.parametrize("fmt,suffix", [("onnx", ".onnx"), ("torchscript", ".pt")])
+@pytest.mark.parametrize("fmt,suffix", [("onnx", ".onnx"), ("pt2", ".pt2"), ("torchscript", ".pt")])
 def test_exported_files_match_pytorch_on_a_non_square_input(checkpoint, tmp_path, fmt, suffix):  # noqa: F811
     out = tmp_path / f"g{suffix}"
     assert export_main([str(checkpoint), "--format", fmt, "--direction", "b2a", "--output", str(out)]) == 0
@@ -28,15 +28,38 @@ def test_exported_files_match_pytorch_on_a_non_square_input(checkpoint, tmp_path
     assert (exported(x) - original(x)).abs().max() < 1e-4
 
 
+def test_onnx_export_uses_the_dynamo_exporter_and_falls_back_without_onnxscript(checkpoint, tmp_path, monkeypatch):  # noqa: F811
+    import torch.onnx
+
+    calls = []
+    real = torch.onnx.export
+
+    def recording(*args, dynamo, **kwargs):
+        calls.append(dynamo)
+        if dynamo and len(calls) == 2:  # the second export: as without onnxscript
+            raise ImportError("No module named 'onnxscript'")
+        return real(*args, dynamo=dynamo, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", recording)
+    x = torch.rand(1, 3, 28, 44) * 2 - 1
+    original = load_generator(checkpoint, precision="32")
+    for name in ("dynamo.onnx", "fallback.onnx"):
+        assert export_main([str(checkpoint), "--output", str(tmp_path / name)]) == 0
+        assert (load_generator(tmp_path / name)(x) - original(x)).abs().max() < 1e-4
+    assert calls == [True, True, False]  # dynamo first; the TorchScript-based exporter only without onnxscript
+
+
 def test_translate_accepts_exported_files(checkpoint, tmp_path):  # noqa: F811
     write_images(tmp_path / "in", 2, size=(30, 41))
     export_main([str(checkpoint), "--format", "onnx", "--output", str(tmp_path / "g.onnx")])
-    for model, out in ((checkpoint, "ckpt"), (tmp_path / "g.onnx", "onnx")):
+    export_main([str(checkpoint), "--format", "pt2", "--output", str(tmp_path / "g.pt2")])
+    for model, out in ((checkpoint, "ckpt"), (tmp_path / "g.onnx", "onnx"), (tmp_path / "g.pt2", "pt2")):
         assert translate_main([str(model), str(tmp_path / "in"), "--output", str(tmp_path / out), "--precision", "32",
                                "--no-progress"]) == 0
     for path in (tmp_path / "ckpt").iterdir():
-        a, b = (np.asarray(Image.open(tmp_path / d / path.name)).astype(int) for d in ("ckpt", "onnx"))
-        assert np.abs(a - b).max() <= 1
+        for exported in ("onnx", "pt2"):
+            a, b = (np.asarray(Image.open(tmp_path / d / path.name)).astype(int) for d in ("ckpt", exported))
+            assert np.abs(a - b).max() <= 1
 
 
 def _reference_files(tmp_path, *, with_d: bool):

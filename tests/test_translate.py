@@ -312,3 +312,20 @@ def test_compiled_generator_gives_the_same_images(checkpoint, tmp_path):
     for path in (tmp_path / "eager").iterdir():
         a, b = (np.asarray(Image.open(tmp_path / d / path.name)).astype(int) for d in ("eager", "compiled"))
         assert np.abs(a - b).max() <= 1
+
+
+@pytest.mark.parametrize("size", [(20, 20), (32, 32), (50, 70), (1, 90)])
+def test_a_fixed_size_network_only_ever_sees_its_size_and_images_keep_theirs(size):
+    from cyclestyle.inference.tiling import translate_any_size
+
+    seen = set()
+
+    def fixed(x):  # like full-mode U-GAT-IT: its MLP takes 32 x 32 inputs only
+        seen.add(tuple(x.shape[-2:]))
+        assert x.shape[-2:] == (32, 32)
+        return -x
+
+    x = torch.rand(2, 3, *size) * 2 - 1
+    y = translate_any_size(fixed, x, multiple=4, fixed_size=32, overlap=8)
+    assert y.shape == x.shape and seen == {(32, 32)}
+    torch.testing.assert_close(y, -x)  # blended tiles of a pixel-wise network give it back exactly

@@ -1,7 +1,9 @@
-"""`cyclestyle export MODEL --format onnx|torchscript --direction a2b --output FILE`."""
+"""`cyclestyle export MODEL --format onnx|pt2|torchscript --direction a2b --output FILE`."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import math
 import os
@@ -12,64 +14,93 @@ from pathlib import Path
 import torch
 
 DESCRIPTION = """\
-Write one direction's generator as a standalone file: ONNX (run it with onnxruntime or any ONNX
-runtime) or TorchScript (torch.jit.load, no cyclestyle needed). Batch, height and width are
-dynamic; height and width must be multiples of the network's size multiple (4 for ResNet
-generators, N for unet_N), which is stored in the file's metadata under "cyclestyle.json".
-`cyclestyle translate` accepts both files and pads images for you. Inputs and outputs are
-float32 (batch, 3, height, width) in [-1, 1]."""
+Write one direction's translator as a standalone file: ONNX (run it with onnxruntime or any ONNX
+runtime), pt2 (torch.export: torch.export.load(FILE).module(), no cyclestyle needed) or
+TorchScript (torch.jit.load; deprecated in PyTorch, kept for older tools). Batch, height and width
+are dynamic; height and width must be multiples of the network's size multiple (4 for ResNet and
+U-GAT-IT generators, N for unet_N), which is stored in the file's metadata under "cyclestyle.json".
+Networks tied to one input size (full-mode U-GAT-IT) export with that fixed height and width
+(metadata "fixed_size"); `cyclestyle translate` then runs them on tiles of that size. `cyclestyle
+translate` accepts all three files and pads images for you. Inputs and outputs are float32
+(batch, 3, height, width) in [-1, 1]."""
+
+FORMATS = ("onnx", "pt2", "torchscript")
 
 
 def build_parser(prog: str = "cyclestyle export") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
     parser.add_argument("model", help="a cyclestyle checkpoint (.ckpt) or reference generator (.pth)")
-    parser.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="file format (default: onnx)")
-    parser.add_argument("--direction", choices=("a2b", "b2a"), default="a2b", help="which generator (default: a2b)")
-    parser.add_argument("-o", "--output", required=True, help="file to write (.onnx or .pt)")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset version (default: 17)")
+    parser.add_argument("--format", choices=FORMATS, default="onnx", help="file format (default: onnx)")
+    parser.add_argument("--direction", choices=("a2b", "b2a"), default="a2b", help="which translator (default: a2b)")
+    parser.add_argument("-o", "--output", required=True, help="file to write (.onnx, .pt2 or .pt)")
+    parser.add_argument("--opset", type=int, default=18, help="ONNX opset version (default: 18)")
     return parser
 
 
 def export(model: str | os.PathLike, output: str | os.PathLike, *, fmt: str = "onnx", direction: str = "a2b",
-           opset: int = 17) -> Path:
-    """Export `model`'s `direction` generator to `output` (written atomically); returns the path."""
+           opset: int = 18) -> Path:
+    """Export `model`'s `direction` translator to `output` (written atomically); returns the path."""
     from ..atomic import atomic_target, remove_stale_temps
     from ..inference.sources import EXPORT_META, Generator, load_generator
 
+    if fmt not in FORMATS:
+        raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     generator = load_generator(model, direction=direction, precision="32")
     if not isinstance(generator, Generator) or not isinstance(generator.module, torch.nn.Module) \
-            or isinstance(generator.module, torch.jit.ScriptModule):
+            or isinstance(generator.module, (torch.jit.ScriptModule, torch.fx.GraphModule)):
         raise ValueError(f"{model}: export needs a checkpoint or state_dict, not an exported file")
-    module, multiple = generator.module.eval(), generator.size_multiple
-    side = multiple * math.ceil(64 / multiple)
-    example = torch.rand(1, 3, side, side * 2 if side < 128 else side) * 2 - 1  # (1, 3, H, W)
-    meta = json.dumps({"size_multiple": multiple, "generator": generator.spec, "direction": direction,
-                       "input": "float32 (batch, 3, height, width) in [-1, 1]"})
+    module, multiple, fixed = generator.module.eval(), generator.size_multiple, generator.fixed_size
+    example, shapes = _example(multiple, fixed)
+    meta = json.dumps({"size_multiple": multiple, "fixed_size": fixed, "generator": generator.spec,
+                       "direction": direction, "input": "float32 (batch, 3, height, width) in [-1, 1]"})
     output = Path(output).expanduser()
     remove_stale_temps(output.parent, recursive=False, target=output.name)  # left by a killed earlier run
     with atomic_target(output) as tmp, warnings.catch_warnings():  # silence the exporters' deprecation notes
         warnings.simplefilter("ignore", (UserWarning, FutureWarning, DeprecationWarning))
         if fmt == "onnx":
-            _write_onnx(module, example, tmp, opset, {EXPORT_META: meta})
-        elif fmt == "torchscript":
+            _write_onnx(module, example, shapes, tmp, opset, {EXPORT_META: meta})
+        elif fmt == "pt2":
+            with torch.no_grad():
+                program = torch.export.export(module, (example,), dynamic_shapes=shapes)
+            torch.export.save(program, tmp, extra_files={EXPORT_META: meta})
+        else:
             with torch.no_grad():
                 traced = torch.jit.trace(module, example)
             torch.jit.save(traced, tmp, _extra_files={EXPORT_META: meta})
-        else:
-            raise ValueError(f"--format must be onnx or torchscript, got {fmt!r}")
     return output
 
 
-def _write_onnx(module: torch.nn.Module, example: torch.Tensor, path: str, opset: int, metadata: dict) -> None:
+def _example(multiple: int, fixed: int | None) -> tuple[torch.Tensor, tuple[dict]]:
+    """An example input (batch 2: a batch of 1 would be specialised to 1) and its dynamic
+    dimensions for torch.export: batch, and height and width as multiples of `multiple`
+    (static for a network tied to `fixed` x `fixed`)."""
+    from torch.export import Dim
+
+    batch = Dim("batch", min=1, max=4096)
+    if fixed is not None:
+        return torch.rand(2, 3, fixed, fixed) * 2 - 1, ({0: batch},)
+    side = multiple * math.ceil(64 / multiple)
+    example = torch.rand(2, 3, side, side * 2 if side < 128 else side + multiple) * 2 - 1  # (2, 3, H, W)
+    height, width = Dim("height", min=1, max=16384 // multiple), Dim("width", min=1, max=16384 // multiple)
+    return example, ({0: batch, 2: multiple * height, 3: multiple * width},)
+
+
+def _write_onnx(module: torch.nn.Module, example: torch.Tensor, shapes: tuple[dict], path: str, opset: int,
+                metadata: dict) -> None:
     try:
         import onnx
     except ImportError:
         raise ImportError("ONNX export needs the onnx package: pip install 'cyclestyle[onnx]'") from None
-    axes = {0: "batch", 2: "height", 3: "width"}
-    # The TorchScript-based exporter handles dynamic height/width of these conv nets directly;
-    # the dynamo exporter would need onnxscript and explicit shape constraints.
-    torch.onnx.export(module, (example,), path, dynamo=False, opset_version=opset, input_names=["image"],
-                      output_names=["translated"], dynamic_axes={"image": axes, "translated": axes})
+    names = dict(input_names=["image"], output_names=["translated"], opset_version=opset)
+    try:  # the dynamo-based exporter (torch.export + onnxscript): PyTorch's supported path
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints its progress
+            torch.onnx.export(module, (example,), path, dynamo=True, dynamic_shapes=shapes, **names)
+    except ImportError:
+        # Without onnxscript (not installed with cyclestyle[onnx] < 0.2) only the deprecated
+        # TorchScript-based exporter is available; it handles these convolutional networks too.
+        axes = {0: "batch"} if len(shapes[0]) == 1 else {0: "batch", 2: "height", 3: "width"}
+        torch.onnx.export(module, (example,), path, dynamo=False, dynamic_axes={"image": axes, "translated": axes},
+                          **names)
     proto = onnx.load(path)
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
@@ -84,5 +115,5 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, RuntimeError, ImportError) as error:
         print(f"cyclestyle export: error: {error}", file=sys.stderr)
         return 2
-    print(f"Exported {args.direction} generator of {args.model} as {args.format}: {path}")
+    print(f"Exported {args.direction} translator of {args.model} as {args.format}: {path}")
     return 0

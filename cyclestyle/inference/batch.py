@@ -16,9 +16,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..pixels import to_uint8
+from ..pixels import from_uint8, to_uint8
 from .files import Job, decode, save_atomic
-from .tiling import run_tiled, run_whole
+from .tiling import translate_any_size
 
 _SWAPS_SIDES = (5, 6, 7, 8)  # EXIF orientations that rotate by 90 degrees
 
@@ -123,11 +123,9 @@ def translate_files(
 
 def _run(generator, items: list[dict], tile: int | None, overlap: int) -> np.ndarray:
     """(B, H, W, 3) uint8 translations of same-size decoded items."""
-    x = torch.stack([item["image"] for item in items]).float().div_(127.5).sub_(1)  # (B, 3, H, W)
-    if tile:
-        y = run_tiled(generator, x, generator.size_multiple, tile=tile, overlap=overlap)
-    else:
-        y = run_whole(generator, x, generator.size_multiple)
+    x = from_uint8(torch.stack([item["image"] for item in items]))  # (B, 3, H, W)
+    y = translate_any_size(generator, x, multiple=generator.size_multiple, fixed_size=generator.fixed_size,
+                           tile=tile, overlap=overlap)
     return to_uint8(y).permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, 3)
 
 

@@ -3,10 +3,10 @@
 - a cyclestyle checkpoint (`.ckpt`): the direction's network is rebuilt from the checkpoint's record
   (`cyclestyle.checkpoints`), whatever family wrote it;
 - a reference CycleGAN generator (`.pth`, bare state_dict): the architecture is read off the keys;
-- a file written by `cyclestyle export`: TorchScript (`.pt`/`.ts`) or ONNX (`.onnx`).
+- a file written by `cyclestyle export`: ONNX (`.onnx`), torch.export (`.pt2`) or TorchScript (`.pt`).
 
 Pickled files are read with `torch.load(weights_only=True)`: a file that would run code when
-unpickled is refused, not executed. TorchScript files are programs: load only trusted ones.
+unpickled is refused, not executed. pt2 and TorchScript files are programs: load only trusted ones.
 """
 from __future__ import annotations
 
@@ -68,14 +68,20 @@ def _given(overrides: dict | None) -> dict:
     return {k: v for k, v in (overrides or {}).items() if v is not None}
 
 
-def _is_torchscript(path: Path) -> bool:
+def _program_kind(path: Path) -> str | None:
+    """"pt2" (torch.export), "torchscript", or None (a pickled checkpoint or not a zip at all)."""
     if not zipfile.is_zipfile(path):
-        return False
+        return None
     try:
         with zipfile.ZipFile(path) as archive:
-            return any(name.endswith("/constants.pkl") or "/code/" in name for name in archive.namelist())
+            names = archive.namelist()
     except (zipfile.BadZipFile, OSError, ValueError):  # torch.load says what is wrong with it
-        return False
+        return None
+    if any(name.endswith("/archive_format") for name in names) and any("/models/" in name for name in names):
+        return "pt2"
+    if any(name.endswith("/constants.pkl") or "/code/" in name for name in names):
+        return "torchscript"
+    return None
 
 
 def _first_line(error: BaseException) -> str:
@@ -83,16 +89,19 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0].strip() if text else type(error).__name__
 
 
-def _export_meta(path: Path, text: str | bytes | None) -> tuple[int, dict]:
-    """(size multiple, generator spec) from the metadata `cyclestyle export` writes (defaults if absent)."""
+def _export_meta(path: Path, text: str | bytes | None) -> tuple[int, int | None, dict]:
+    """(size multiple, fixed size or None, generator spec) from the metadata `cyclestyle export`
+    writes (defaults if absent)."""
     try:
         meta = json.loads(text or "{}")
         multiple, spec = int(meta.get("size_multiple", 4)), meta.get("generator", {})
+        fixed = None if meta.get("fixed_size") is None else int(meta["fixed_size"])
     except (ValueError, TypeError, AttributeError) as error:
         raise ValueError(f"{path}: unreadable {EXPORT_META} metadata ({_first_line(error)})") from None
-    if multiple < 1:
-        raise ValueError(f"{path}: {EXPORT_META} metadata gives size_multiple {multiple} (must be >= 1)")
-    return multiple, spec if isinstance(spec, dict) else {}
+    if multiple < 1 or (fixed is not None and fixed < 1):
+        raise ValueError(f"{path}: {EXPORT_META} metadata gives size_multiple {multiple}, fixed_size {fixed} "
+                         f"(must be >= 1)")
+    return multiple, fixed, spec if isinstance(spec, dict) else {}
 
 
 class Generator:
@@ -137,7 +146,8 @@ class OnnxGenerator:
             reason = _first_line(error) if not isinstance(error, ValueError) else "it does not take exactly one input"
             raise ValueError(f"{path}: not a readable ONNX model ({reason})") from None
         self.input_name = image.name
-        self.size_multiple, self.spec = _export_meta(path, self.session.get_modelmeta().custom_metadata_map.get(EXPORT_META))
+        meta = self.session.get_modelmeta().custom_metadata_map.get(EXPORT_META)
+        self.size_multiple, self.fixed_size, self.spec = _export_meta(path, meta)
         self.device = torch.device("cpu")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -165,7 +175,17 @@ def load_generator(
         raise FileNotFoundError(f"model file not found: {path}")
     if path.suffix.lower() == ".onnx":
         return OnnxGenerator(path)
-    if _is_torchscript(path):
+    kind = _program_kind(path)
+    if kind == "pt2":
+        extra = {EXPORT_META: ""}
+        try:
+            module = torch.export.load(str(path), extra_files=extra).module()
+        except Exception as error:  # noqa: BLE001 -- the deserialiser fails in many ways on foreign files
+            raise ValueError(f"{path}: not a readable pt2 (torch.export) file ({_first_line(error)})") from None
+        multiple, fixed, spec = _export_meta(path, extra[EXPORT_META])
+        return Generator(module.to(device), size_multiple=multiple, fixed_size=fixed, device=device,
+                         precision=precision, spec=spec, compile=compile)
+    if kind == "torchscript":
         extra = {EXPORT_META: ""}
         try:
             with warnings.catch_warnings():
@@ -173,8 +193,8 @@ def load_generator(
                 module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
         except (RuntimeError, ValueError, zipfile.BadZipFile) as error:
             raise ValueError(f"{path}: not a readable TorchScript file ({_first_line(error)})") from None
-        multiple, spec = _export_meta(path, extra[EXPORT_META])
-        return Generator(module.eval(), size_multiple=multiple, device=device, precision=precision,
+        multiple, fixed, spec = _export_meta(path, extra[EXPORT_META])
+        return Generator(module.eval(), size_multiple=multiple, fixed_size=fixed, device=device, precision=precision,
                          spec=spec)  # TorchScript: not compiled
     checkpoint = safe_load(path)
     fixed_size = None

@@ -36,10 +36,10 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, min_side: int = MIN_SIDE) ->
     return _pad_end(_pad_end(x, -1, pad_w), -2, pad_h)
 
 
-def run_whole(net: Net, x: torch.Tensor, multiple: int) -> torch.Tensor:
+def run_whole(net: Net, x: torch.Tensor, multiple: int, *, min_side: int = MIN_SIDE) -> torch.Tensor:
     """net over (B, 3, H, W) images of any H, W (even 1 x 1); returns (B, 3, H, W)."""
     h, w = x.shape[-2:]
-    return net(pad_to_multiple(x, multiple))[..., :h, :w]
+    return net(pad_to_multiple(x, multiple, min_side))[..., :h, :w]
 
 
 def _starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -65,16 +65,18 @@ def _ramp(size: int, start: int, length: int, overlap: int) -> torch.Tensor:
     return weights
 
 
-def run_tiled(net: Net, x: torch.Tensor, multiple: int, *, tile: int, overlap: int) -> torch.Tensor:
+def run_tiled(net: Net, x: torch.Tensor, multiple: int, *, tile: int, overlap: int,
+              min_side: int = MIN_SIDE) -> torch.Tensor:
     """net over (B, 3, H, W) in overlapping `tile` x `tile` pieces, blended; returns (B, 3, H, W).
 
-    `tile` is rounded up to `multiple`; `overlap` must be smaller than `tile`."""
+    `tile` is rounded up to `multiple`; `overlap` must be smaller than `tile`; pieces smaller than
+    `min_side` (at the image's edges) are padded up to it."""
     tile = math.ceil(tile / multiple) * multiple
     if not 0 <= overlap < tile:
         raise ValueError(f"tile overlap must be in [0, tile size {tile}), got {overlap}")
     b, c, h, w = x.shape
     if h <= tile and w <= tile:
-        return run_whole(net, x, multiple)
+        return run_whole(net, x, multiple, min_side=min_side)
     out = torch.zeros(b, c, h, w)  # weighted sum of tile outputs
     total = torch.zeros(h, w)  # sum of weights
     for top in _starts(h, tile, overlap):
@@ -82,6 +84,20 @@ def run_tiled(net: Net, x: torch.Tensor, multiple: int, *, tile: int, overlap: i
             piece = x[..., top : top + tile, left : left + tile]
             th, tw = piece.shape[-2:]
             weight = _ramp(th, top, h, overlap)[:, None] * _ramp(tw, left, w, overlap)[None, :]  # (th, tw)
-            out[..., top : top + th, left : left + tw] += run_whole(net, piece, multiple).float().cpu() * weight
+            out[..., top : top + th, left : left + tw] += (
+                run_whole(net, piece, multiple, min_side=min_side).float().cpu() * weight)
             total[top : top + th, left : left + tw] += weight
     return out.div_(total)
+
+
+def translate_any_size(net: Net, x: torch.Tensor, *, multiple: int, fixed_size: int | None = None,
+                       tile: int | None = None, overlap: int = 32) -> torch.Tensor:
+    """net over (B, 3, H, W) images of any size: whole, or in `tile` pieces. A network that only
+    takes `fixed_size` x `fixed_size` inputs (full U-GAT-IT: its MLP is tied to the training size)
+    always runs on tiles of exactly that size, smaller images and edge pieces padded up to it."""
+    if fixed_size is not None:
+        overlap = min(overlap, fixed_size // 2)
+        return run_tiled(net, x, multiple, tile=fixed_size, overlap=overlap, min_side=fixed_size)
+    if tile:
+        return run_tiled(net, x, multiple, tile=tile, overlap=overlap)
+    return run_whole(net, x, multiple)
