@@ -204,3 +204,21 @@ def test_batches_are_pinned_when_training_on_a_gpu(folders, tmp_path, device, pi
         assert module._pin_memory() is pinned
         module.pin_memory = False  # an explicit setting wins
         assert module._pin_memory() is False
+
+
+def test_a_seeded_crop_does_not_decide_the_flip():
+    """Seeding every step with the same seed (Compose.set_random_seed) tied RandomCrop's vertical
+    offset to HorizontalFlip's coin: upper crops were always flipped, lower ones never."""
+    from cyclestyle.data.transforms import build_transform, seed_augmentation
+
+    transform = build_transform(train=True, preprocess="crop", load_size=64, crop_size=32, flip=True)
+    rows = np.tile(np.arange(64, dtype=np.uint8)[:, None, None] * 4, (1, 64, 3))  # value = 4 * row
+    cols = np.tile(np.arange(64, dtype=np.uint8)[None, :, None] * 4, (64, 1, 3))
+    counts = {}
+    for seed in range(400):
+        top = int(round((seed_augmentation(transform, seed)(image=rows)["image"][0, 0, 0].item() + 1) * 127.5 / 4))
+        first = seed_augmentation(transform, seed)(image=cols)["image"][0, 0]
+        flipped = bool(first[0] > first[-1])
+        key = (top < 16, flipped)
+        counts[key] = counts.get(key, 0) + 1
+    assert all(counts.get(key, 0) > 50 for key in [(True, True), (True, False), (False, True), (False, False)]), counts

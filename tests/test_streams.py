@@ -1,8 +1,10 @@
-"""Streaming data (litdata): `cyclestyle pack`, data=stream, ranks and workers, resume, object storage."""
+"""Streaming data (litdata): `cyclestyle pack`, data=stream, ranks and workers, reproducibility and
+exact resume, object storage."""
 from __future__ import annotations
 
 import io
 import json
+import multiprocessing
 import os
 import socket
 from pathlib import Path
@@ -10,9 +12,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import TINY, compose_config
+from conftest import TINY, compose_config, write_images
 from ddp_probe import colour_ids
 from test_cli import cyclestyle
+from test_hostile_training_data import max_difference
 
 from cyclestyle.commands.pack import main as pack_main
 from cyclestyle.data.images import load_rgb
@@ -125,6 +128,77 @@ def test_resume_continues_the_stream_mid_epoch(domains, tmp_path):
     assert len(resumed["0"]["A"]) == 4  # the epoch's other 4 iterations, not 6
     assert sorted(flat(first["A"]) + flat(resumed["0"]["A"])) == list(range(12))  # nothing replayed or lost
     assert sorted(flat(resumed["1"]["A"])) == list(range(12))  # the next epoch is a full, fresh pass
+
+
+@pytest.fixture
+def textured(tmp_path) -> tuple[Path, Path]:
+    """Smooth random images, so crops and flips change them. Domain A: 12 packed as a stream (an
+    epoch: 6 iterations at batch 2); domain B: a folder of 8 (a pass: 4), so epoch 0 ends
+    halfway through B's second pass."""
+    write_images(tmp_path / "tA", 12, seed=1)
+    write_images(tmp_path / "tB", 8, seed=2, tint=60)
+    pack(tmp_path / "tA", str(tmp_path / "packed_tA"), image_format="png", workers=2, progress=False)
+    return tmp_path / "packed_tA", tmp_path / "tB"
+
+
+def fit(tmp_path, data, name: str, steps: int, ckpt_path: Path | None = None):
+    """A tiny run into tmp_path/name with the default augmentation (random crops and flips) and
+    2 DataLoader workers; it validates and saves only at its end."""
+    a, b = data
+    overrides = ["data=stream", f"data.a={a}", f"data.b={b}", *STREAM_TINY, "data.num_workers=2",
+                 f"paths.cache_dir={tmp_path / 'cache'}", f"trainer.max_steps={steps}",
+                 "trainer.val_check_interval=1000", "callbacks.last_checkpoint.every_n_iterations=1000"]
+    if ckpt_path is not None:
+        overrides.append(f"ckpt_path={ckpt_path}")
+    return train(compose_config(overrides, tmp_path / name))
+
+
+def test_two_identical_runs_give_identical_weights(textured, tmp_path):
+    children = set(multiprocessing.active_children())
+    _, first = fit(tmp_path, textured, "first", 8)
+    _, second = fit(tmp_path, textured, "second", 8)
+    assert max_difference(first, second) == 0.0  # the old code: ~3e-3 (augmentation never seeded)
+    assert set(multiprocessing.active_children()) <= children  # B's stream outlives epochs; teardown ends its workers
+
+
+@pytest.mark.parametrize("total, cut", [(4, 3), (8, 6), (9, 8)],
+                         ids=["inside-epoch-0", "at-the-epoch-boundary", "inside-epoch-1"])
+def test_resume_with_workers_is_exact(textured, tmp_path, total, cut):
+    _, whole = fit(tmp_path, textured, "whole", total)
+    fit(tmp_path, textured, "first", cut)
+    trainer, resumed = fit(tmp_path, textured, "second", total, tmp_path / "first" / "checkpoints" / "last.ckpt")
+    assert trainer.global_step == total
+    assert max_difference(resumed, whole) == 0.0  # the old code: ~2e-3; at the boundary ~8e-4 even unaugmented
+
+
+def test_b_streams_on_across_epochs_in_whole_passes(tmp_path):
+    """Each epoch's iter() continues B's stream, as a resumed run does: no pass is cut short."""
+    solid_images(tmp_path / "A", range(12))
+    solid_images(tmp_path / "B", range(12, 20))  # red = 10 x id stays below 256
+    module = StreamingUnpairedDataModule(a=str(tmp_path / "A"), b=str(tmp_path / "B"), batch_size=2, num_workers=2,
+                                         load_size=36, crop_size=32, cache_dir=str(tmp_path / "cache"))
+    module.prepare_data()
+    module.setup("fit")
+    loader = module.train_dataloader()
+    drawn = flat(flat(colour_ids(batch["B"]) for batch, _, _ in iter(loader)) for _ in range(2))  # 2 epochs
+    module.teardown("fit")
+    assert len(drawn) == 2 * 12  # 3 passes of B's 8 images; epoch 0 ended inside the second
+    assert all(sorted(drawn[start : start + 8]) == list(range(12, 20)) for start in (0, 8, 16))
+
+
+def test_augmentation_depends_on_the_pass_and_image_not_on_the_workers(textured, tmp_path):
+    def passes(num_workers: int) -> list[list[bytes]]:
+        module = StreamingUnpairedDataModule(a=str(textured[0]), b=str(textured[1]), batch_size=2,
+                                             num_workers=num_workers, load_size=36, crop_size=32,
+                                             cache_dir=str(tmp_path / "cache"))
+        module.prepare_data()
+        module.setup("fit")
+        a = module.train_dataloader().iterables["A"]
+        return [sorted(image.numpy().tobytes() for batch in a for image in batch) for _ in range(2)]
+
+    in_process, with_workers = passes(0), passes(2)
+    assert in_process == with_workers  # each pass: the same 12 augmented images, in whatever order
+    assert in_process[0] != in_process[1]  # a new pass, new crops and flips
 
 
 def test_a_missing_stream_or_folder_is_named(tmp_path):

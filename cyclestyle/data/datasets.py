@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 
 from .images import load_rgb
 from .sampling import Item
+from .transforms import seed_augmentation
 
 
 def first_readable(files: list[Path], *, what: str, max_errors: int = 3) -> int:
@@ -63,8 +64,7 @@ class UnpairedImages(_TwoDomains):
     """Item (i_a, i_b, seed) -> {"A": (3, H, W), "B": (3, H, W)} in [-1, 1], augmented with `seed`."""
 
     def _augment(self, image, seed: int) -> torch.Tensor:
-        self.transform.set_random_seed(seed)
-        return self.transform(image=image)["image"]
+        return seed_augmentation(self.transform, seed)(image=image)["image"]
 
     def __getitem__(self, item: Item) -> dict[str, torch.Tensor]:
         i_a, i_b, seed = item

@@ -6,20 +6,29 @@ file bytes, broken files skipped) so both kinds stream the same way.
 
 Epochs and ranks: litdata splits domain A's items across ranks and DataLoader workers, reshuffled
 every epoch, and drops the last `len(A) mod (ranks x batch size)` items so that every rank runs
-the same number of iterations. One epoch = one pass over A. Domain B streams beside it from each
-rank's own share, reshuffled at each of its passes, cycling as often as A's epoch needs: B is
-drawn independently of A and differently on every rank. Mid-epoch resume: Lightning stores both
-loaders' positions in the checkpoint, and a resumed run continues where the stream stopped.
+the same number of iterations. One epoch = one pass over A. Domain B is one endless stream beside
+it, from each rank's own share, reshuffled at each of its passes: B's passes run on across A's
+epochs (an epoch's end does not cut B's pass short, so every B image is drawn equally often), and
+B is drawn independently of A and differently on every rank.
+
+Reproducible and exact on resume: every item is augmented with its own seed, made from (seed,
+pass, item index), so the augmentation does not depend on the worker count or on the process's
+RNG. Lightning stores both loaders' positions (pass and items read) in the checkpoint, and a
+resumed run, mid-epoch or at an epoch's end, continues both streams bitwise as an uninterrupted
+run would (with the first run's ranks, workers and batch size).
 """
 from __future__ import annotations
 
 import hashlib
+import inspect
 import io
 import os
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import albumentations as A
+import litdata
+import numpy as np
 import torch
 from pytorch_lightning.utilities import CombinedLoader, rank_zero_info
 from torch.utils.data import DataLoader
@@ -28,30 +37,39 @@ from .datamodule import TwoDomainDataModule
 from .datasets import PairedByIndex
 from .images import find_images, load_rgb
 from .object_store import allow_plain_http_endpoint, is_remote, is_stream
+from .transforms import seed_augmentation
 
 allow_plain_http_endpoint()  # at import too: DataLoader workers started with spawn import this module
 
 
-class DecodeAndAugment:
-    """litdata item {"image": bytes, ...} -> (3, H, W) float tensor in [-1, 1]."""
+class AugmentedStream(litdata.StreamingDataset):
+    """Training items {"image": bytes, ...} -> (3, H, W) float tensors in [-1, 1], each augmented
+    with its own seed from (the stream's seed, its pass, the item's index in the data set).
 
-    def __init__(self, transform: A.Compose) -> None:
-        self.transform = transform
+    litdata's `transform` hook sees only the item; this sees its index and pass too. Both are
+    what litdata restores on resume, and neither depends on the worker that reads the item nor on
+    the process's RNG (albumentations keeps its own, offset by `torch.initial_seed()` in workers)."""
 
-    def __call__(self, item: dict) -> torch.Tensor:
-        return self.transform(image=load_rgb(io.BytesIO(item["image"])))["image"]
+    def __init__(self, *args, augment: A.Compose, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.augment = augment
+
+    def __getitem__(self, index) -> torch.Tensor:  # index: a ChunkedIndex while streaming, an int for stream[i]
+        item = super().__getitem__(index)
+        entropy = [self.seed, self.current_epoch, int(getattr(index, "index", index))]
+        augment = seed_augmentation(self.augment, int(np.random.SeedSequence(entropy).generate_state(1)[0]))
+        return augment(image=load_rgb(io.BytesIO(item["image"])))["image"]
 
 
 def open_stream(uri: str, *, setting: str, transform: A.Compose | None = None, shuffle: bool = False,
                 seed: int = 0, cache_dir: str | None = None, max_cache_size: str = "50GB"):
-    """litdata StreamingDataset over `uri`; fails naming `setting` and the URI when it cannot."""
-    import litdata
-
+    """litdata StreamingDataset over `uri` (an `AugmentedStream` given a `transform`); fails naming
+    `setting` and the URI when it cannot."""
+    kwargs = dict(shuffle=shuffle, drop_last=True, seed=seed, cache_dir=cache_dir, max_cache_size=max_cache_size)
     try:
-        return litdata.StreamingDataset(
-            uri, shuffle=shuffle, drop_last=True, seed=seed, cache_dir=cache_dir, max_cache_size=max_cache_size,
-            transform=DecodeAndAugment(transform) if transform is not None else None,
-        )
+        if transform is not None:
+            return AugmentedStream(uri, augment=transform, **kwargs)
+        return litdata.StreamingDataset(uri, **kwargs)
     except Exception as error:  # litdata raises FileNotFoundError, ValueError, botocore ClientError...
         raise FileNotFoundError(f"{setting}={uri}: cannot open this packed data set ({type(error).__name__}: {error}). "
                                 f"Pack a folder with `cyclestyle pack FOLDER {uri}`.") from error
@@ -87,15 +105,45 @@ class StreamPass:
         self._started = False
 
 
-class EndlessPasses(StreamPass):
-    """Domain B: pass after pass (each reshuffled), never ending, so domain A sets the epoch."""
+class EndlessPasses:
+    """Domain B: one stream for the whole run, pass after pass (each reshuffled), never ending, so
+    domain A sets the epoch.
+
+    Lightning calls `iter()` at every epoch; each call continues the same stream. Starting a new
+    one would abandon B's half-read pass at every epoch's end, which a resumed run (restoring B's
+    position in that pass) would not do, and would draw B's first images of a pass more often."""
+
+    def __init__(self, loader, label: str) -> None:
+        self.passes = StreamPass(loader, label)
+        self._stream: Iterator | None = None
 
     def __len__(self) -> int:
         raise TypeError("endless")  # Lightning reads this as "no length"
 
     def __iter__(self) -> Iterator:
-        while True:
-            yield from StreamPass.__iter__(self)
+        if self._stream is None or inspect.getgeneratorstate(self._stream) == inspect.GEN_CLOSED:  # closed: an error
+            self._stream = _endless(self.passes)
+        return self._stream
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.passes.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.passes.load_state_dict(state)
+        self.close()  # the next iter() starts from the loaded position
+
+    def close(self) -> None:
+        """Ends the stream and its DataLoader workers (Lightning never does: the stream outlives epochs)."""
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+
+def _endless(passes: StreamPass) -> Iterator:
+    """Not a method: a generator holding its owner would be a reference cycle, left to the garbage
+    collector, whose late shutdown of the DataLoader workers waits seconds for each."""
+    while True:
+        yield from passes
 
 
 class ValidationSlice:
@@ -147,6 +195,7 @@ class StreamingUnpairedDataModule(TwoDomainDataModule):
         self.sources = {"a": str(a), "b": str(b), "val_a": val_a, "val_b": val_b}
         self.cache_dir, self.chunk_cache_dir, self.max_cache_size = Path(cache_dir).expanduser(), chunk_cache_dir, max_cache_size
         self.streams: dict[str, str] = {}
+        self._b: EndlessPasses | None = None  # the running B stream, closed in teardown
 
     def _packed_folder(self, key: str) -> Path:
         """Where folder `data.<key>` is packed: keyed by its path and its files' names, sizes and times."""
@@ -184,8 +233,6 @@ class StreamingUnpairedDataModule(TwoDomainDataModule):
             open_stream(self.streams[key], setting=f"data.{key}", cache_dir=self.chunk_cache_dir)  # fail early, by name
 
     def _stream_loader(self, key: str, seed: int) -> Any:
-        import litdata
-
         dataset = open_stream(self.streams[key], setting=f"data.{key}", transform=self.train_transform, shuffle=True,
                               seed=seed, cache_dir=self.chunk_cache_dir, max_cache_size=self.max_cache_size)
         if len(dataset) < self.batch_size:
@@ -195,9 +242,15 @@ class StreamingUnpairedDataModule(TwoDomainDataModule):
                                            pin_memory=self._pin_memory(), drop_last=True)
 
     def train_dataloader(self) -> CombinedLoader:
+        self.teardown()  # a previous B stream, if Lightning reloads the loaders
         a = StreamPass(self._stream_loader("a", self.seed), f"data.a={self.sources['a']}")
-        b = EndlessPasses(self._stream_loader("b", self.seed + 1), f"data.b={self.sources['b']}")
-        return CombinedLoader({"A": a, "B": b}, mode="min_size")  # A's pass sets the epoch
+        self._b = EndlessPasses(self._stream_loader("b", self.seed + 1), f"data.b={self.sources['b']}")
+        return CombinedLoader({"A": a, "B": self._b}, mode="min_size")  # A's pass sets the epoch
+
+    def teardown(self, stage: str | None = None) -> None:
+        """Stops B's stream, which outlives every epoch."""
+        if self._b is not None:
+            self._b.close()
 
     def val_dataloader(self) -> DataLoader:
         images = [self._validation_images(domain) for domain in ("a", "b")]

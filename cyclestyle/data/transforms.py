@@ -12,6 +12,7 @@ same pipeline with centre crops and no flip. Output: (3, H, W) float in [-1, 1].
 from __future__ import annotations
 
 import functools
+import random
 
 import albumentations as A
 import cv2
@@ -75,3 +76,12 @@ def build_transform(
         steps.append(A.HorizontalFlip(p=0.5))
     steps += [A.Normalize(mean=0.5, std=0.5, max_pixel_value=255.0), ToTensorV2()]
     return A.Compose(steps)
+
+
+def seed_augmentation(transform: A.Compose, seed: int) -> A.Compose:
+    """Seeds `transform` for one item: one pair of generators shared by all its steps, which draw
+    in turn, as in an unseeded Compose. Not `Compose.set_random_seed(seed)`: that gives each step
+    generators of its own from the same seed, so RandomCrop's first draw (its vertical offset) would
+    also be HorizontalFlip's coin: crops from the upper half always flipped, the lower half never."""
+    transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
+    return transform
