@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
-from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 
 from cyclestyle.callbacks import LastCheckpoint, SampleImages
 from cyclestyle.checkpoints import is_weights_only, load_weights, read_record, safe_load
@@ -93,16 +93,21 @@ def run_metadata(cfg: DictConfig) -> dict:
 
 def _resolve_auto_precision(cfg: DictConfig) -> None:
     """`trainer.precision=auto`: bf16-mixed where bf16 runs natively (CPUs with AVX512-BF16/AMX,
-    Ampere+ GPUs), else 32; says which it chose."""
-    if str(cfg.trainer.get("precision")) != "auto":
-        return
+    Ampere+ GPUs), else 32; says which it chose. An explicit bf16 where it is emulated (~100x
+    slower on AVX2-only CPUs) is kept, with a warning that measures the cost."""
     import torch
 
-    from cyclestyle.inference.devices import native_bf16
+    from cyclestyle.inference.devices import bf16_trap, native_bf16
 
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
     on_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
     device = torch.device("cuda" if on_gpu else "cpu")
+    precision = str(cfg.trainer.get("precision"))
+    if precision != "auto":
+        trap = bf16_trap(precision, device, setting="trainer.precision", better="trainer.precision=32 or auto")
+        if trap:
+            rank_zero_warn(trap)
+        return
     chosen = "bf16-mixed" if native_bf16(device) else "32"
     with open_dict(cfg):
         cfg.trainer.precision = chosen

@@ -1,12 +1,15 @@
 """The CycleGAN module and short CPU fits through the real configs."""
+import contextlib
 import copy
 import csv
+import warnings
 from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from omegaconf import open_dict
 from torch.utils.data import DataLoader
 
 from cyclestyle.image_pool import ImagePool
@@ -212,6 +215,26 @@ def test_default_precision_is_bf16_where_native_else_32_and_says_so(tiny_cfg, ca
     assert "override with trainer.precision=32|bf16-mixed|16-mixed" in caplog.text
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_explicit_bf16_where_it_is_emulated_warns_with_the_measured_cost(tiny_cfg, monkeypatch, native):
+    from cyclestyle.inference import devices
+
+    monkeypatch.setattr(devices, "native_bf16", lambda device: native)
+    monkeypatch.setattr(devices, "bf16_slowdown", lambda device: 97.0)  # measured by the test below
+    with pytest.warns(UserWarning, match=r"trainer.precision=bf16-mixed on this CPU .* 97x slower than fp32") \
+            if not native else contextlib.nullcontext():
+        with warnings.catch_warnings():
+            if native:
+                warnings.filterwarnings("error", message=".*slower than fp32")
+            train(tiny_cfg("trainer.max_steps=1", "trainer.precision=bf16-mixed"))
+
+
+def test_the_bf16_slowdown_is_measured_on_this_device():
+    from cyclestyle.inference.devices import bf16_slowdown
+
+    assert bf16_slowdown(torch.device("cpu")) > 0
+
+
 def test_native_bf16_needs_avx512_bf16_or_amx_on_cpu(monkeypatch):
     from cyclestyle.inference.devices import native_bf16
 
@@ -277,8 +300,11 @@ def test_bf16_mixed_learns_like_fp32(tiny_cfg):
     terms = ("cycle_A", "cycle_B", "idt_A", "idt_B")
     first, last = {}, {}
     for precision in ("32", "bf16-mixed"):
-        trainer, _ = train(tiny_cfg("trainer.max_steps=120", f"trainer.precision={precision}", "logger=csv",
-                                    "trainer.log_every_n_steps=1"))
+        cfg = tiny_cfg("trainer.max_steps=120", f"trainer.precision={precision}", "logger=csv",
+                       "trainer.log_every_n_steps=1")
+        with open_dict(cfg):
+            cfg.paths.output_dir = f"{cfg.paths.output_dir}-{precision}"  # one run per folder
+        trainer, _ = train(cfg)
         with open(Path(trainer.loggers[0].log_dir) / "metrics.csv") as f:
             rows = [r for r in csv.DictReader(f) if r.get("loss/cycle_A")]
         mean = lambda rows, t: sum(float(r[f"loss/{t}"]) for r in rows) / len(rows)  # noqa: E731

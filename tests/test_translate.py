@@ -329,3 +329,16 @@ def test_a_fixed_size_network_only_ever_sees_its_size_and_images_keep_theirs(siz
     y = translate_any_size(fixed, x, multiple=4, fixed_size=32, overlap=8)
     assert y.shape == x.shape and seen == {(32, 32)}
     torch.testing.assert_close(y, -x)  # blended tiles of a pixel-wise network give it back exactly
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_translate_with_bf16_where_it_is_emulated_warns(checkpoint, tmp_path, capfd, monkeypatch, native):
+    from cyclestyle.inference import devices
+
+    monkeypatch.setattr(devices, "native_bf16", lambda device: native)
+    monkeypatch.setattr(devices, "bf16_slowdown", lambda device: 97.0)
+    write_images(tmp_path / "in", 1, size=(16, 16))
+    assert translate_main([str(checkpoint), str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--precision",
+                           "bf16", "--device", "cpu", "--workers", "0", "--no-progress"]) == 0
+    warned = "--precision=bf16 on this CPU (no AVX512-BF16 or AMX): bf16 convolutions are emulated, measured 97x"
+    assert (warned in capfd.readouterr().err) == (not native)

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..atomic import remove_stale_temps
     from ..data.images import IMAGE_EXTENSIONS
     from ..inference.batch import translate_files
-    from ..inference.devices import resolve_device, resolve_precision
+    from ..inference.devices import bf16_trap, resolve_device, resolve_precision
     from ..inference.files import check_writable, plan
     from ..inference.sources import load_generator
 
@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     if stale:
         print(f"Removed {len(stale)} temporary file(s) left in {output} by interrupted runs", file=sys.stderr)
     precision_note = "32 (ONNX)" if type(generator).__name__ == "OnnxGenerator" else precision
+    trap = precision_note == precision and bf16_trap(precision, device, setting="--precision", better="--precision 32")
+    if trap:
+        print(f"warning: {trap}", file=sys.stderr)
     print(f"{len(jobs)} images; device {device}, precision {precision_note} (override with --device/--precision)",
           file=sys.stderr)
     batch_size = args.batch_size or (8 if generator.device.type == "cuda" else 1)

@@ -21,6 +21,7 @@ A `GANModel` family writes only its networks and its losses:
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
@@ -235,10 +236,14 @@ class GANModel(TranslationModel):
 
     def _follow_epoch_schedule(self) -> None:
         """Epoch schedules track the epoch counter (reference: one step per finished epoch).
-        Checked every iteration, because Lightning skips on_train_epoch_start when it resumes."""
+        Checked every iteration, because Lightning skips on_train_epoch_start when it resumes.
+        A run resumed at an epoch's end catches up before this process's first optimizer step,
+        which PyTorch warns about; the rate is computed from the epoch count, so nothing is skipped."""
         for scheduler in self.lr_schedulers():
             while scheduler.last_epoch < self.current_epoch:
-                scheduler.step()
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+                    scheduler.step()
 
     def on_validation_start(self) -> None:
         """Builds the FID/KID metrics at the first validation (Inception loads only for training)."""
