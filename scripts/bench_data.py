@@ -27,7 +27,7 @@ from PIL import Image
 from cyclestyle.data import UnpairedDataModule
 from cyclestyle.data.packing import pack
 from cyclestyle.data.streams import StreamingUnpairedDataModule
-from cyclestyle.inference.devices import native_bf16
+from cyclestyle.inference.devices import describe_machine, native_bf16
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_train import batches, cyclestyle_loop  # noqa: E402
@@ -72,6 +72,7 @@ def main() -> None:
         photos(root / "B", args.images, 1)
         for domain in ("A", "B"):
             pack(root / domain, str(root / f"packed_{domain}"), workers=2, progress=False)  # defaults: JPEG, max side 512
+        print(describe_machine())
         print(f"{args.images} 640x480 JPEGs per domain; {torch.get_num_threads()} CPU threads; "
               "pairs/s (decode + augment, 256 px)")
         print(f"{'workers':>7} | {'folders':>8} | {'stream':>8}")

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cyclestyle.inference.devices import describe_machine
 from cyclestyle.pixels import from_rgb_array, psnr, to_uint8
 from cyclestyle.inference.batch import translate_files
 from cyclestyle.inference.files import plan
@@ -78,7 +79,7 @@ def main() -> None:
     args = parser.parse_args()
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     cases = [((256, 256), 8 if args.quick else 24)] + ([] if args.quick else [((1024, 768), 4)])
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch size {args.batch_size}")
+    print(f"{describe_machine()}; batch size {args.batch_size}")
     print(f"{'device':6} {'size':>9} {'images':>6} {'baseline img/s':>15} {'ours fp32':>10} {'ratio':>6} "
           f"{'ours bf16':>10} {'ratio':>6} {'bf16+compile':>13} {'ratio':>6} {'warm-up':>8} {'PSNR bf16/fp32':>15}")
     with tempfile.TemporaryDirectory() as tmp:

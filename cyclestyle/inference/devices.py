@@ -67,3 +67,28 @@ def bf16_trap(precision: str, device: torch.device, *, setting: str, better: str
     where = "this CPU (no AVX512-BF16 or AMX)" if device.type == "cpu" else f"{device} (no native bf16)"
     return (f"{setting}={precision} on {where}: bf16 convolutions are emulated, measured "
             f"{bf16_slowdown(device):.0f}x slower than fp32 here; use {better} (auto picks the fast one)")
+
+
+def describe_machine() -> str:
+    """One line for benchmark reports: the CPU model and its bf16-relevant features (or the GPU),
+    torch and its threads, so that figures from different machines are never confused."""
+    import platform
+    from pathlib import Path
+
+    model, flags = platform.processor() or "unknown CPU", set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model in ("unknown CPU", platform.processor()):
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    features = [name for flag, name in (("avx2", "AVX2"), ("avx512f", "AVX-512"), ("avx512_bf16", "AVX512-BF16"),
+                                        ("amx_tile", "AMX")) if flag in flags]
+    cpu = torch.device("cpu")
+    text = (f"CPU: {model} ({', '.join(features) or 'no AVX2'}; native bf16: {'yes' if native_bf16(cpu) else 'no'}), "
+            f"{torch.get_num_threads()} torch threads; torch {torch.__version__}")
+    if torch.cuda.is_available():
+        text += f"; GPU: {torch.cuda.get_device_name()} (native bf16: {native_bf16(torch.device('cuda'))})"
+    return text
