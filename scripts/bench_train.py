@@ -1,18 +1,24 @@
 """Training speed: cyclestyle's Lightning CycleGAN against a plain PyTorch loop of the reference
 algorithm (G step on both generators with the discriminators frozen, then D step on pooled
 fakes), same networks (resnet_9blocks, basic PatchGAN), losses (lsgan, cycle 10, identity 0.5)
-and image pool (50), in one process. Iteration time is the median over the timed iterations
-after warm-up, and the lowest such median over `--repeats` interleaved rounds (this 2-core
-machine's timings drift by ~10 % between runs, so rounds alternate the loops); peak memory is the
-process's peak RSS during the case (Linux) or the GPU's peak allocation.
+and image pool (50), in one process. At 128 px, U-GAT-IT (light and full, the paper's networks:
+64 channels, 4 blocks, 7- and 5-layer discriminators; Adam with weight decay) likewise, against a
+plain loop in the official order (D step on fresh fakes, then G step recomputing them through the
+updated D). Iteration time is the median over the timed iterations after warm-up, and the lowest
+such median over `--repeats` interleaved rounds (this 2-core machine's timings drift by ~10 %
+between runs, so rounds alternate the loops); peak memory is the process's peak RSS during the
+case (Linux) or the GPU's peak allocation.
 
-    python scripts/bench_train.py            # 128 and 256 px, batch 1 and 4, fp32 and bf16-mixed
+    python scripts/bench_train.py            # 128 and 256 px, batch 1 and 4, fp32 and bf16-mixed; U-GAT-IT at 128 px
     python scripts/bench_train.py --quick    # 128 px, batch 1
     python scripts/bench_train.py --variants # bf16-mixed defaults vs channels_last, compile, foreach Adam, threads
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
+import functools
+import gc
 import os
 import statistics
 import time
@@ -25,14 +31,25 @@ import torch
 import torch.nn.functional as F
 
 from cyclestyle.image_pool import ImagePool
-from cyclestyle.models import CycleGAN
-from cyclestyle.networks import build_discriminator, build_generator
+from cyclestyle.inference.devices import describe_machine
+from cyclestyle.models import UGATIT, CycleGAN
+from cyclestyle.networks import UgatitDiscriminator, UgatitGenerator, build_discriminator, build_generator, clip_rho
+from cyclestyle.networks.ugatit import GLOBAL_LAYERS, LOCAL_LAYERS
+
+MODELS = ("cyclegan", "ugatit-light", "ugatit-full")
+UGATIT_ADAM = functools.partial(torch.optim.Adam, lr=1e-4, betas=(0.5, 0.999), weight_decay=1e-4)  # as model=ugatit
 
 
 def reset_peak(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     elif Path("/proc/self/clear_refs").exists():
+        # Hand the previous cases' freed heap back to the OS first: the peak RSS restarts from the
+        # current RSS, which would otherwise count it (U-GAT-IT full read 12 GB here, 7 GB when alone).
+        gc.collect()
+        trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc
+        if trim is not None:
+            trim(0)
         Path("/proc/self/clear_refs").write_text("5")
 
 
@@ -88,6 +105,63 @@ def plain_loop(data: list[dict], device: torch.device, warm_up: int) -> list[flo
     return times
 
 
+def plain_ugatit_loop(data: list[dict], device: torch.device, warm_up: int, light: bool) -> list[float]:
+    """U-GAT-IT in plain PyTorch, fp32, in the official UGATIT.py order: D step on fresh (here
+    detached) fakes, then G step recomputing everything through the updated, frozen D; rho clipped.
+    (The official does not detach or freeze, so it also back-propagates each loss into the other side.)"""
+    torch.manual_seed(0)
+    size = data[0]["A"].shape[-1]
+    g_a, g_b = (UgatitGenerator(img_size=size, light=light).to(device) for _ in range(2))
+    d_ga, d_la, d_gb, d_lb = (UgatitDiscriminator(n_layers=n).to(device)
+                              for n in (GLOBAL_LAYERS, LOCAL_LAYERS, GLOBAL_LAYERS, LOCAL_LAYERS))
+    discriminators = (d_ga, d_la, d_gb, d_lb)
+    opt_g = UGATIT_ADAM([*g_a.parameters(), *g_b.parameters()])
+    opt_d = UGATIT_ADAM([p for d in discriminators for p in d.parameters()])
+
+    def mse(logits: torch.Tensor, target: float) -> torch.Tensor:
+        return F.mse_loss(logits, torch.full_like(logits, target))
+
+    def bce(logits: torch.Tensor, target: float) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+    times = []
+    for i, batch in enumerate(data):
+        start = time.perf_counter()
+        real_a, real_b = batch["A"], batch["B"]
+        opt_d.zero_grad()
+        with torch.no_grad():
+            fake_b, fake_a = g_a(real_a)[0], g_b(real_b)[0]
+        loss_d = 0
+        for d, real, fake in ((d_ga, real_a, fake_a), (d_la, real_a, fake_a),
+                              (d_gb, real_b, fake_b), (d_lb, real_b, fake_b)):
+            (real_logit, real_cam, _), (fake_logit, fake_cam, _) = d(real), d(fake)
+            loss_d = loss_d + mse(real_logit, 1) + mse(fake_logit, 0) + mse(real_cam, 1) + mse(fake_cam, 0)
+        loss_d.backward()
+        opt_d.step()
+        for d in discriminators:
+            d.requires_grad_(False)
+        opt_g.zero_grad()
+        (fake_b, cam_ab, _), (fake_a, cam_ba, _) = g_a(real_a), g_b(real_b)
+        (idt_a, cam_bb, _), (idt_b, cam_aa, _) = g_a(real_b), g_b(real_a)
+        rec_a, rec_b = g_b(fake_b)[0], g_a(fake_a)[0]
+        loss_g = (1000 * (bce(cam_ab, 1) + bce(cam_bb, 0) + bce(cam_ba, 1) + bce(cam_aa, 0))
+                  + 10 * (F.l1_loss(rec_a, real_a) + F.l1_loss(rec_b, real_b))
+                  + 10 * (F.l1_loss(idt_a, real_b) + F.l1_loss(idt_b, real_a)))
+        for d, fake in ((d_gb, fake_b), (d_lb, fake_b), (d_ga, fake_a), (d_la, fake_a)):
+            logit, cam, _ = d(fake)
+            loss_g = loss_g + mse(logit, 1) + mse(cam, 1)
+        loss_g.backward()
+        opt_g.step()
+        clip_rho(g_a), clip_rho(g_b)
+        for d in discriminators:
+            d.requires_grad_(True)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i >= warm_up:
+            times.append(time.perf_counter() - start)
+    return times
+
+
 class _Timer(pl.Callback):
     def __init__(self, warm_up: int) -> None:
         self.warm_up, self.times, self._start, self.warm_up_seconds = warm_up, [], 0.0, 0.0
@@ -121,15 +195,44 @@ def cyclestyle_loop(data: list[dict], device: torch.device, warm_up: int, precis
     threads = torch.get_num_threads()
     if variant == "1-thread":
         torch.set_num_threads(1)
+    try:
+        return fit_timed(model, data, device, warm_up, precision)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def ugatit_loop(data: list[dict], device: torch.device, warm_up: int, precision: str, light: bool
+                ) -> tuple[list[float], float]:
+    """cyclestyle's U-GAT-IT module as `configs/model/ugatit.yaml` sets it up (fused Adam, weight decay)."""
+    torch.manual_seed(0)
+    model = UGATIT(generator={"img_size": data[0]["A"].shape[-1], "light": light},
+                   optimizer=functools.partial(UGATIT_ADAM, fused=True),
+                   scheduler={"unit": "iteration", "constant": 10**6, "decay": 1})
+    return fit_timed(model, data, device, warm_up, precision)
+
+
+def fit_timed(model: pl.LightningModule, data: list[dict], device: torch.device, warm_up: int, precision: str
+              ) -> tuple[list[float], float]:
+    """Fit `model` on `data` (one batch per iteration); per-iteration seconds after warm-up, warm-up seconds."""
     timer = _Timer(warm_up)
     trainer = pl.Trainer(accelerator=device.type, devices=1, precision=precision, max_steps=len(data), logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          callbacks=[timer], num_sanity_val_steps=0, limit_val_batches=0)
-    try:
-        trainer.fit(model, torch.utils.data.DataLoader(data, batch_size=None))
-    finally:
-        torch.set_num_threads(threads)
+    trainer.fit(model, torch.utils.data.DataLoader(data, batch_size=None))
     return timer.times, timer.warm_up_seconds
+
+
+def run_case(model: str, name: str, data: list[dict], device: torch.device, warm_up: int) -> list[float]:
+    """Per-iteration seconds of one loop: `name` is plain (fp32), 32 or bf16 (cyclestyle's module)."""
+    precision = {"32": "32", "bf16": "bf16-mixed"}.get(name)
+    if model == "cyclegan":
+        if name == "plain":
+            return plain_loop(data, device, warm_up)
+        return cyclestyle_loop(data, device, warm_up, precision)[0]
+    light = model == "ugatit-light"
+    if name == "plain":
+        return plain_ugatit_loop(data, device, warm_up, light)
+    return ugatit_loop(data, device, warm_up, precision, light)[0]
 
 
 VARIANTS = {
@@ -167,30 +270,30 @@ def main() -> None:
     args = parser.parse_args()
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     cases = [(128, 1)] if args.quick else [(128, 1), (128, 4), (256, 1), (256, 4)]
-    print(f"torch {torch.__version__}, pytorch-lightning {pl.__version__}, {torch.get_num_threads()} CPU threads")
+    print(f"{describe_machine()}; pytorch-lightning {pl.__version__}")
     if args.variants:
         return explore(args, devices[-1])
-    print(f"{'device':6} {'px':>4} {'batch':>5} | {'plain fp32 s/it':>15} {'MiB':>6} | {'ours 32 s/it':>12} {'ratio':>6} "
-          f"{'MiB':>6} | {'ours bf16 s/it':>14} {'speed-up':>8} {'MiB':>6}")
+    print(f"{'model':12} {'device':6} {'px':>4} {'batch':>5} | {'plain fp32 s/it':>15} {'MiB':>6} | {'ours 32 s/it':>12} "
+          f"{'ratio':>6} {'MiB':>6} | {'ours bf16 s/it':>14} {'speed-up':>8} {'MiB':>6}")
     for device in devices:
-        for size, batch in cases:
-            data = batches(size, batch, args.warm_up + args.iterations, device)
-            results: dict[str, tuple[float, float]] = {}
-            for _ in range(args.repeats):
-                for name in ("plain", "32", "bf16"):
-                    reset_peak(device)
-                    if name == "plain":
-                        times = plain_loop(data, device, args.warm_up)
-                    else:
-                        times, _ = cyclestyle_loop(data, device, args.warm_up, {"32": "32", "bf16": "bf16-mixed"}[name])
-                    median = statistics.median(times)
-                    best = results.get(name, (float("inf"), 0.0))
-                    results[name] = (min(best[0], median), max(best[1], peak_mib(device)))
-            plain, ours32, bf16 = results["plain"], results["32"], results["bf16"]
-            print(f"{device.type:6} {size:>4} {batch:>5} | {plain[0]:>15.3f} {plain[1]:>6.0f} | {ours32[0]:>12.3f} "
-                  f"{ours32[0] / plain[0]:>5.2f}x {ours32[1]:>6.0f} | {bf16[0]:>14.3f} {plain[0] / bf16[0]:>7.2f}x "
-                  f"{bf16[1]:>6.0f}", flush=True)
-    print("ratio: cyclestyle fp32 time / plain fp32 time (Lightning overhead = ratio - 1); "
+        for model in MODELS:
+            for size, batch in cases:
+                if model != "cyclegan" and size != 128:
+                    continue  # U-GAT-IT at 128 px: full mode's MLP alone is 4x larger at 256 px
+                data = batches(size, batch, args.warm_up + args.iterations, device)
+                results: dict[str, tuple[float, float]] = {}
+                for _ in range(args.repeats):
+                    for name in ("plain", "32", "bf16"):
+                        reset_peak(device)
+                        median = statistics.median(run_case(model, name, data, device, args.warm_up))
+                        best = results.get(name, (float("inf"), 0.0))
+                        results[name] = (min(best[0], median), max(best[1], peak_mib(device)))
+                plain, ours32, bf16 = results["plain"], results["32"], results["bf16"]
+                print(f"{model:12} {device.type:6} {size:>4} {batch:>5} | {plain[0]:>15.3f} {plain[1]:>6.0f} | "
+                      f"{ours32[0]:>12.3f} {ours32[0] / plain[0]:>5.2f}x {ours32[1]:>6.0f} | {bf16[0]:>14.3f} "
+                      f"{plain[0] / bf16[0]:>7.2f}x {bf16[1]:>6.0f}", flush=True)
+    print("ratio: cyclestyle fp32 time / plain fp32 time (CycleGAN: Lightning overhead = ratio - 1; U-GAT-IT: its plain "
+          "loop keeps the official order, 8 generator passes per iteration to our 6); "
           "speed-up: plain fp32 time / cyclestyle bf16-mixed time")
 
 

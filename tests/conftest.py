@@ -51,6 +51,9 @@ TINY_RUN = [
 FAMILY_TINY = {
     "cyclegan": ["model=cyclegan", "model.generator.name=resnet_6blocks", "model.generator.ngf=8",
                  "model.discriminator.ndf=8"],
+    # full mode (img_size = the 32 px crop); shallower discriminators: the official 7-layer one needs 96 px
+    "ugatit": ["model=ugatit", "model.generator.ngf=8", "model.generator.n_blocks=1", "model.discriminator.ndf=4",
+               "model.discriminator.global_layers=5", "model.discriminator.local_layers=4"],
 }
 TINY = [*TINY_RUN, *FAMILY_TINY["cyclegan"]]
 

@@ -106,11 +106,16 @@ def test_resume_continues_exactly_with_dataloader_workers(family, data, tmp_path
                          "data.persistent_workers=true", "trainer.val_check_interval=1000")
         with open_dict(cfg):
             cfg.ckpt_path = ckpt_path
-        return train(cfg)[1]
+        trainer, model = train(cfg)
+        assert trainer.global_step == steps
+        return model
 
     whole = run(tmp_path / "whole", 5)
     run(tmp_path / "first", 3)
     resumed = run(tmp_path / "second", 5, str(tmp_path / "first" / "checkpoints" / "last.ckpt"))
+    assert not torch.equal(whole.state_dict()[next(iter(whole.translators.values())).module + "." +
+                                              next(iter(getattr(whole, next(iter(whole.translators.values())).module)
+                                                        .state_dict()))], torch.zeros(()))
     for (name, p), q in zip(resumed.state_dict().items(), whole.state_dict().values()):
         assert torch.equal(p, q), name
 

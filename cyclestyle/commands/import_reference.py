@@ -1,4 +1,5 @@
-"""`cyclestyle import-reference --g-a G_A.pth --g-b G_B.pth [--d-a D_A.pth --d-b D_B.pth] --output model.ckpt`."""
+"""`cyclestyle import-reference --g-a G_A.pth --g-b G_B.pth [--d-a D_A.pth --d-b D_B.pth] --output model.ckpt`
+or `cyclestyle import-reference --ugatit DATASET_params_latest.pt --output model.ckpt`."""
 from __future__ import annotations
 
 import argparse
@@ -9,38 +10,42 @@ from pathlib import Path
 import torch
 
 DESCRIPTION = """\
-Turn generators (and optionally discriminators) saved by the reference CycleGAN
-(junyanz/pytorch-CycleGAN-and-pix2pix: {epoch}_net_G_A.pth, ..._G_B.pth, ..._D_A.pth, ..._D_B.pth)
-into one cyclestyle checkpoint. `cyclestyle translate` runs it in both directions and
-`cyclestyle train ... ckpt_path=model.ckpt` fine-tunes from it (weights only: optimizers and
-schedules start fresh; discriminators are initialised anew when not given). Architectures are
-read from the weights."""
+Turn files of the reference implementations into one cyclestyle checkpoint: the reference
+CycleGAN's generators (and optionally discriminators; junyanz/pytorch-CycleGAN-and-pix2pix:
+{epoch}_net_G_A.pth, ..._G_B.pth, ..._D_A.pth, ..._D_B.pth), or an official U-GAT-IT checkpoint
+(znxlwm/UGATIT-pytorch: DATASET_params_0100000.pt or DATASET_params_latest.pt, which holds both
+generators and all four discriminators). `cyclestyle translate` runs the result in both
+directions and `cyclestyle train model=cyclegan|ugatit ... ckpt_path=model.ckpt` fine-tunes from
+it (weights only: optimizers and schedules start fresh; CycleGAN discriminators are initialised
+anew when not given). Architectures are read from the weights."""
 
 
 def build_parser(prog: str = "cyclestyle import-reference") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
-    parser.add_argument("--g-a", required=True, help="generator A -> B (reference G_A)")
-    parser.add_argument("--g-b", required=True, help="generator B -> A (reference G_B)")
-    parser.add_argument("--d-a", help="discriminator of domain B images (reference D_A)")
-    parser.add_argument("--d-b", help="discriminator of domain A images (reference D_B)")
+    parser.add_argument("--g-a", help="CycleGAN generator A -> B (reference G_A)")
+    parser.add_argument("--g-b", help="CycleGAN generator B -> A (reference G_B)")
+    parser.add_argument("--d-a", help="CycleGAN discriminator of domain B images (reference D_A)")
+    parser.add_argument("--d-b", help="CycleGAN discriminator of domain A images (reference D_B)")
+    parser.add_argument("--ugatit", metavar="PARAMS_PT", help="an official U-GAT-IT *_params_*.pt file (instead of --g-a ...)")
     parser.add_argument("-o", "--output", required=True, help="checkpoint to write (.ckpt)")
     return parser
 
 
 def import_reference(g_a: str, g_b: str, output: str | os.PathLike, *, d_a: str | None = None,
                      d_b: str | None = None) -> Path:
-    """Write a weights-only cyclestyle checkpoint from reference files; returns its path."""
-    import pytorch_lightning as pl
-
-    from ..atomic import atomic_target, remove_stale_temps
+    """Write a weights-only CycleGAN checkpoint from reference files; returns its path."""
+    from ..checkpoints import LEGACY_BUILDER, new_checkpoint
     from ..inference.reference import drop_stale_norm_keys, infer_discriminator
     from ..inference.sources import generator_from_state, safe_load
+    from ..models.base import TranslatorSpec
     from ..networks import build_discriminator
 
-    state_dict, specs = {}, {}
-    for prefix, path in (("g_a", g_a), ("g_b", g_b)):
+    state_dict, specs, translators = {}, {}, {}
+    for prefix, path, direction in (("g_a", g_a, "a2b"), ("g_b", g_b, "b2a")):
         net, specs[prefix] = generator_from_state(safe_load(path), source=str(path))
         state_dict.update({f"{prefix}.{k}": v for k, v in net.state_dict().items()})
+        translators[direction] = TranslatorSpec(module=prefix, builder=LEGACY_BUILDER, kwargs=specs[prefix],
+                                                size_multiple=net.size_multiple)
     if specs["g_a"] != specs["g_b"]:
         raise ValueError(f"G_A ({specs['g_a']}) and G_B ({specs['g_b']}) differ; cyclestyle uses one generator architecture")
     hparams = {"generator": specs["g_a"]}
@@ -62,9 +67,29 @@ def import_reference(g_a: str, g_b: str, output: str | os.PathLike, *, d_a: str 
                 raise ValueError(f"{path}: the weights do not fit a {spec} discriminator: {error}") from None
             state_dict.update({f"{prefix}.{k}": v for k, v in net.state_dict().items()})
             hparams["discriminator"] = spec
-    checkpoint = {"state_dict": state_dict, "hyper_parameters": hparams, "epoch": 0, "global_step": 0,
-                  "pytorch-lightning_version": pl.__version__,
-                  "imported_from": {"g_a": str(g_a), "g_b": str(g_b), "d_a": d_a and str(d_a), "d_b": d_b and str(d_b)}}
+    checkpoint = new_checkpoint("cyclegan", translators, state_dict, hparams, imported_from={
+        "g_a": str(g_a), "g_b": str(g_b), "d_a": d_a and str(d_a), "d_b": d_b and str(d_b)})
+    return _write(checkpoint, output)
+
+
+def import_ugatit(params: str | os.PathLike, output: str | os.PathLike) -> Path:
+    """Write a weights-only U-GAT-IT checkpoint from an official `*_params_*.pt`; returns its path."""
+    from ..checkpoints import new_checkpoint
+    from ..inference.reference import read_ugatit_params
+    from ..inference.sources import safe_load
+    from ..models.ugatit import translator_specs
+
+    states, generator, discriminator = read_ugatit_params(safe_load(params), source=str(params))
+    state_dict = {f"{module}.{k}": v for module, state in states.items() for k, v in state.items()}
+    checkpoint = new_checkpoint("ugatit", translator_specs(generator), state_dict,
+                                {"generator": generator, "discriminator": discriminator},
+                                imported_from={"ugatit": str(params)})
+    return _write(checkpoint, output)
+
+
+def _write(checkpoint: dict, output: str | os.PathLike) -> Path:
+    from ..atomic import atomic_target, remove_stale_temps
+
     output = Path(output).expanduser()
     remove_stale_temps(output.parent, recursive=False, target=output.name)  # left by a killed earlier run
     with atomic_target(output) as tmp:
@@ -73,9 +98,18 @@ def import_reference(g_a: str, g_b: str, output: str | os.PathLike, *, d_a: str 
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    cyclegan = [args.g_a, args.g_b, args.d_a, args.d_b]
+    if args.ugatit is not None and any(cyclegan):
+        parser.error("--ugatit takes the whole official checkpoint: give it without --g-a/--g-b/--d-a/--d-b")
+    if args.ugatit is None and not (args.g_a and args.g_b):
+        parser.error("give --g-a and --g-b (reference CycleGAN files), or --ugatit (an official U-GAT-IT file)")
     try:
-        path = import_reference(args.g_a, args.g_b, args.output, d_a=args.d_a, d_b=args.d_b)
+        if args.ugatit is not None:
+            path = import_ugatit(args.ugatit, args.output)
+        else:
+            path = import_reference(args.g_a, args.g_b, args.output, d_a=args.d_a, d_b=args.d_b)
     except (OSError, ValueError, RuntimeError) as error:
         print(f"cyclestyle import-reference: error: {error}", file=sys.stderr)
         return 2

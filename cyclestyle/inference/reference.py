@@ -78,3 +78,47 @@ def drop_stale_norm_keys(state: dict[str, torch.Tensor], norm: str) -> dict[str,
     if norm == "batch":
         return dict(state)
     return {k: v for k, v in state.items() if not k.endswith(STALE_NORM_KEYS)}
+
+
+# The official U-GAT-IT (znxlwm/UGATIT-pytorch) saves one dict per checkpoint; our U-GAT-IT model
+# keeps the same networks under these attribute names.
+UGATIT_NETWORKS = {"genA2B": "g_a", "genB2A": "g_b", "disGA": "d_ga", "disGB": "d_gb", "disLA": "d_la", "disLB": "d_lb"}
+
+
+def is_ugatit_params(checkpoint) -> bool:
+    """An official U-GAT-IT `<dataset>_params_<step>.pt` / `_params_latest.pt` file."""
+    return isinstance(checkpoint, dict) and "genA2B" in checkpoint and "genB2A" in checkpoint
+
+
+def read_ugatit_params(params: dict, *, source: str) -> tuple[dict[str, dict[str, torch.Tensor]], dict, dict]:
+    """(state dict per network attribute, generator A->B settings, discriminator settings) of an
+    official U-GAT-IT checkpoint; every network is loaded strictly into ours to check it fits."""
+    from ..networks.ugatit import UgatitDiscriminator, UgatitGenerator, infer_ugatit_generator
+
+    missing = [name for name in UGATIT_NETWORKS if not isinstance(params.get(name), dict)]
+    if missing:
+        raise ValueError(f"{source}: not a whole U-GAT-IT checkpoint: {', '.join(missing)} missing "
+                         f"(expected {', '.join(UGATIT_NETWORKS)})")
+    try:
+        generator = infer_ugatit_generator(params["genA2B"])
+        ndf = int(params["disGA"]["model.1.weight_orig"].shape[0])  # spectral-normed first conv (ndf, in, 4, 4)
+    except (ValueError, KeyError, AttributeError, IndexError) as error:
+        raise ValueError(f"{source}: {error}") from None
+    layers = {name: 1 + sum(1 for k in params[name] if re.fullmatch(r"model\.\d+\.weight_orig", k))
+              for name in ("disGA", "disGB", "disLA", "disLB")}  # n_layers - 1 trunk convs (official: 7 and 5)
+    channels = {"A": generator["in_channels"], "B": generator["out_channels"]}
+    reverse = {**generator, "in_channels": generator["out_channels"], "out_channels": generator["in_channels"]}
+    nets = {"genA2B": UgatitGenerator(**generator), "genB2A": UgatitGenerator(**reverse)}
+    nets.update({name: UgatitDiscriminator(in_channels=channels[name[-1]], ndf=ndf, n_layers=depth)
+                 for name, depth in layers.items()})
+    states = {}
+    for name, net in nets.items():
+        try:
+            net.load_state_dict(params[name], strict=True)
+        except RuntimeError as error:
+            raise ValueError(f"{source}: {name} does not fit a U-GAT-IT network with {generator}: "
+                             f"{str(error).splitlines()[0]}") from None
+        states[UGATIT_NETWORKS[name]] = net.state_dict()
+    if layers["disGA"] != layers["disGB"] or layers["disLA"] != layers["disLB"]:
+        raise ValueError(f"{source}: the two domains' discriminators differ in depth ({layers})")
+    return states, generator, {"ndf": ndf, "global_layers": layers["disGA"], "local_layers": layers["disLA"]}

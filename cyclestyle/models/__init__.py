@@ -1,3 +1,4 @@
 from .cyclegan import CycleGAN
+from .ugatit import UGATIT
 
-__all__ = ["CycleGAN"]
+__all__ = ["CycleGAN", "UGATIT"]

@@ -3,6 +3,10 @@
 Generators: resnet_9blocks, resnet_6blocks, unet_64, unet_128, unet_256 (unet_N takes
 multiples of N px).
 Discriminators: basic (70x70 PatchGAN), n_layers (PatchGAN with `n_layers`), pixel.
+U-GAT-IT (`ugatit.py`, official parameter names): UgatitGenerator (full or light; returns image,
+cam_logit, heatmap), UgatitDiscriminator (global n_layers=7, local n_layers=5), clip_rho (after each
+generator step), UgatitTranslator (the generator returning only its image: translation and export),
+infer_ugatit_generator (its settings read off an official state dict).
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import torch.nn as nn
 from .discriminators import NLayerDiscriminator, PixelDiscriminator
 from .layers import NORMS, init_weights, norm_layer
 from .resnet import ResnetBlock, ResnetGenerator
+from .ugatit import UgatitDiscriminator, UgatitGenerator, UgatitTranslator, clip_rho, infer_ugatit_generator
 from .unet import UnetGenerator
 
 UNET_LEVELS = {"unet_64": 6, "unet_128": 7, "unet_256": 8}
@@ -18,8 +23,9 @@ GENERATORS = ("resnet_9blocks", "resnet_6blocks", *UNET_LEVELS)
 DISCRIMINATORS = ("basic", "n_layers", "pixel")
 
 __all__ = [
-    "DISCRIMINATORS", "GENERATORS", "NORMS", "NLayerDiscriminator", "PixelDiscriminator", "ResnetBlock",
-    "ResnetGenerator", "UnetGenerator", "build_discriminator", "build_generator", "init_weights", "norm_layer",
+    "DISCRIMINATORS", "GENERATORS", "NORMS", "NLayerDiscriminator", "PixelDiscriminator",
+    "ResnetBlock", "ResnetGenerator", "UgatitDiscriminator", "UgatitGenerator", "UgatitTranslator", "UnetGenerator",
+    "build_discriminator", "build_generator", "clip_rho", "infer_ugatit_generator", "init_weights", "norm_layer",
 ]
 
 
