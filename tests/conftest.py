@@ -54,6 +54,8 @@ FAMILY_TINY = {
     # full mode (img_size = the 32 px crop); shallower discriminators: the official 7-layer one needs 96 px
     "ugatit": ["model=ugatit", "model.generator.ngf=8", "model.generator.n_blocks=1", "model.discriminator.ndf=4",
                "model.discriminator.global_layers=5", "model.discriminator.local_layers=4"],
+    "cut": ["model=cut", "model.generator.n_blocks=6", "model.generator.ngf=8", "model.discriminator.ndf=8"],
+    "fastcut": ["model=fastcut", "model.generator.n_blocks=6", "model.generator.ngf=8", "model.discriminator.ndf=8"],
 }
 TINY = [*TINY_RUN, *FAMILY_TINY["cyclegan"]]
 

@@ -1,5 +1,6 @@
-"""`cyclestyle import-reference --g-a G_A.pth --g-b G_B.pth [--d-a D_A.pth --d-b D_B.pth] --output model.ckpt`
-or `cyclestyle import-reference --ugatit DATASET_params_latest.pt --output model.ckpt`."""
+"""`cyclestyle import-reference --g-a G_A.pth --g-b G_B.pth [--d-a D_A.pth --d-b D_B.pth] --output model.ckpt`,
+`cyclestyle import-reference --ugatit DATASET_params_latest.pt --output model.ckpt` or
+`cyclestyle import-reference --cut latest_net_G.pth [--cut-d latest_net_D.pth --cut-f latest_net_F.pth] --output model.ckpt`."""
 from __future__ import annotations
 
 import argparse
@@ -14,10 +15,12 @@ Turn files of the reference implementations into one cyclestyle checkpoint: the 
 CycleGAN's generators (and optionally discriminators; junyanz/pytorch-CycleGAN-and-pix2pix:
 {epoch}_net_G_A.pth, ..._G_B.pth, ..._D_A.pth, ..._D_B.pth), or an official U-GAT-IT checkpoint
 (znxlwm/UGATIT-pytorch: DATASET_params_0100000.pt or DATASET_params_latest.pt, which holds both
-generators and all four discriminators). `cyclestyle translate` runs the result in both
-directions and `cyclestyle train model=cyclegan|ugatit ... ckpt_path=model.ckpt` fine-tunes from
-it (weights only: optimizers and schedules start fresh; CycleGAN discriminators are initialised
-anew when not given). Architectures are read from the weights."""
+generators and all four discriminators), or an official CUT/FastCUT generator
+(taesungp/contrastive-unpaired-translation: latest_net_G.pth, optionally latest_net_D.pth and the
+PatchNCE heads latest_net_F.pth). `cyclestyle translate` runs the result (both directions, or
+A->B for CUT) and `cyclestyle train model=cyclegan|ugatit|cut|fastcut ... ckpt_path=model.ckpt`
+fine-tunes from it (weights only: optimizers and schedules start fresh; networks not given are
+initialised anew). Architectures are read from the weights."""
 
 
 def build_parser(prog: str = "cyclestyle import-reference") -> argparse.ArgumentParser:
@@ -27,6 +30,11 @@ def build_parser(prog: str = "cyclestyle import-reference") -> argparse.Argument
     parser.add_argument("--d-a", help="CycleGAN discriminator of domain B images (reference D_A)")
     parser.add_argument("--d-b", help="CycleGAN discriminator of domain A images (reference D_B)")
     parser.add_argument("--ugatit", metavar="PARAMS_PT", help="an official U-GAT-IT *_params_*.pt file (instead of --g-a ...)")
+    parser.add_argument("--cut", metavar="G_PTH", help="an official CUT/FastCUT generator latest_net_G.pth (instead of --g-a ...)")
+    parser.add_argument("--cut-d", metavar="D_PTH", help="with --cut: its discriminator latest_net_D.pth")
+    parser.add_argument("--cut-f", metavar="F_PTH", help="with --cut: its PatchNCE heads latest_net_F.pth")
+    parser.add_argument("--family", choices=("cut", "fastcut"), default="cut",
+                        help="with --cut: the model= it fine-tunes as (the weights do not say; default: cut)")
     parser.add_argument("-o", "--output", required=True, help="checkpoint to write (.ckpt)")
     return parser
 
@@ -87,6 +95,53 @@ def import_ugatit(params: str | os.PathLike, output: str | os.PathLike) -> Path:
     return _write(checkpoint, output)
 
 
+def import_cut(g: str | os.PathLike, output: str | os.PathLike, *, d: str | None = None, f: str | None = None,
+               family: str = "cut") -> Path:
+    """Write a weights-only CUT/FastCUT checkpoint from official files; returns its path."""
+    from ..checkpoints import new_checkpoint
+    from ..inference.sources import safe_load
+    from ..models.cut import OFFICIAL_NETWORKS, cut_translators
+    from ..networks import PatchHeads, build_discriminator, infer_cut_discriminator, infer_cut_heads
+    from ..networks.cut import infer_cut_generator
+
+    state, hparams, loaded = safe_load(g), {}, {}
+    try:
+        hparams["generator"] = infer_cut_generator(state)
+    except ValueError as error:
+        raise ValueError(f"{g}: {error}") from None
+    translators = cut_translators(hparams["generator"])
+    loaded["G"] = _strict(translators["a2b"], state, g)
+    for name, path, infer, build in (("D", d, infer_cut_discriminator, build_discriminator),
+                                     ("F", f, infer_cut_heads, PatchHeads)):
+        if path is None:
+            continue
+        state = safe_load(path)
+        try:
+            settings = infer(state)
+            net = build(**settings)
+            net.load_state_dict(state, strict=True)
+        except (ValueError, RuntimeError) as error:
+            raise ValueError(f"{path}: not an official CUT {name} file that fits: {str(error).splitlines()[0]}") from None
+        hparams["discriminator" if name == "D" else "heads"] = settings
+        loaded[name] = net.state_dict()
+    state_dict = {f"{OFFICIAL_NETWORKS[name]}.{k}": v for name, weights in loaded.items() for k, v in weights.items()}
+    checkpoint = new_checkpoint(family, translators, state_dict, hparams,
+                                imported_from={"G": str(g), "D": d and str(d), "F": f and str(f)})
+    return _write(checkpoint, output)
+
+
+def _strict(spec, state: dict, source) -> dict:
+    """`state` after a strict load into the network `spec` describes (so a misfit fails here)."""
+    from ..checkpoints import build_network
+
+    net = build_network(spec, source=str(source))
+    try:
+        net.load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"{source}: the weights do not fit {spec.kwargs}: {str(error).splitlines()[0]}") from None
+    return net.state_dict()
+
+
 def _write(checkpoint: dict, output: str | os.PathLike) -> Path:
     from ..atomic import atomic_target, remove_stale_temps
 
@@ -101,12 +156,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     cyclegan = [args.g_a, args.g_b, args.d_a, args.d_b]
-    if args.ugatit is not None and any(cyclegan):
-        parser.error("--ugatit takes the whole official checkpoint: give it without --g-a/--g-b/--d-a/--d-b")
-    if args.ugatit is None and not (args.g_a and args.g_b):
-        parser.error("give --g-a and --g-b (reference CycleGAN files), or --ugatit (an official U-GAT-IT file)")
+    sources = sum(bool(x) for x in (any(cyclegan), args.ugatit, args.cut))
+    if sources != 1 or (any(cyclegan) and not (args.g_a and args.g_b)):
+        parser.error("give one kind of file: --g-a and --g-b (reference CycleGAN), --ugatit (official U-GAT-IT) "
+                     "or --cut (official CUT/FastCUT)")
+    if (args.cut_d or args.cut_f) and not args.cut:
+        parser.error("--cut-d and --cut-f go with --cut")
     try:
-        if args.ugatit is not None:
+        if args.cut is not None:
+            path = import_cut(args.cut, args.output, d=args.cut_d, f=args.cut_f, family=args.family)
+        elif args.ugatit is not None:
             path = import_ugatit(args.ugatit, args.output)
         else:
             path = import_reference(args.g_a, args.g_b, args.output, d_a=args.d_a, d_b=args.d_b)

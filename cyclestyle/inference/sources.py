@@ -2,7 +2,8 @@
 
 - a cyclestyle checkpoint (`.ckpt`): the direction's network is rebuilt from the checkpoint's record
   (`cyclestyle.checkpoints`), whatever family wrote it;
-- a reference CycleGAN generator (`.pth`, bare state_dict): the architecture is read off the keys;
+- a reference CycleGAN generator or an official CUT generator (`.pth`, bare state_dict), or an official
+  U-GAT-IT checkpoint (`*_params_*.pt`): the architecture is read off the keys;
 - a file written by `cyclestyle export`: ONNX (`.onnx`), torch.export (`.pt2`) or TorchScript (`.pt`).
 
 Pickled files are read with `torch.load(weights_only=True)`: a file that would run code when
@@ -21,8 +22,10 @@ import torch
 import torch.nn as nn
 
 from ..checkpoints import UnsafeCheckpointError, build_translator, safe_load  # noqa: F401 -- UnsafeCheckpointError: re-exported
-from ..networks import build_generator
-from .reference import drop_stale_norm_keys, infer_generator
+from ..models.cut import cut_translators
+from ..models.ugatit import translator_specs
+from ..networks import build_generator, infer_cut_generator, is_cut_generator
+from .reference import drop_stale_norm_keys, infer_generator, is_ugatit_params, read_ugatit_params
 
 DIRECTIONS = ("a2b", "b2a")
 _GENERATOR_SETTINGS = frozenset(inspect.signature(build_generator).parameters)  # name, ngf, norm, ...
@@ -61,6 +64,19 @@ def _unknown_settings(settings: dict) -> list[str]:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(build_generator).parameters.values()):
         return []
     return sorted(map(str, set(settings) - _GENERATOR_SETTINGS))
+
+
+def _from_spec(spec, state: dict, source: str):
+    """(network with `state` loaded strictly, its settings, size multiple, fixed size) for a translator spec."""
+    from ..checkpoints import build_network
+
+    net = build_network(spec, source=source)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise ValueError(f"{source}: the weights do not fit {spec.builder}({spec.kwargs}): "
+                         f"{str(error).splitlines()[0]}") from None
+    return net, spec.kwargs, spec.size_multiple, spec.fixed_size
 
 
 def _given(overrides: dict | None) -> dict:
@@ -201,9 +217,17 @@ def load_generator(
     if isinstance(checkpoint, dict) and "state_dict" in checkpoint:
         net, translator = build_translator(checkpoint, direction, source=str(path), overrides=_given(overrides))
         spec, multiple, fixed_size = translator.kwargs, translator.size_multiple, translator.fixed_size
+    elif is_ugatit_params(checkpoint):  # an official U-GAT-IT checkpoint: both directions in one file
+        states, generator, _ = read_ugatit_params(checkpoint, source=str(path))
+        spec = translator_specs(generator)[direction]
+        net, spec, multiple, fixed_size = _from_spec(spec, states[spec.module], str(path))
     elif isinstance(checkpoint, dict) and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-        net, spec = generator_from_state(checkpoint, overrides, source=str(path))  # reference: one direction per file
-        multiple = net.size_multiple
+        if is_cut_generator(checkpoint):  # an official CUT generator (anti-aliased): A -> B
+            net, spec, multiple, fixed_size = _from_spec(cut_translators(infer_cut_generator(checkpoint))["a2b"],
+                                                         checkpoint, str(path))
+        else:  # reference CycleGAN: one direction per file
+            net, spec = generator_from_state(checkpoint, overrides, source=str(path))
+            multiple = net.size_multiple
     else:
         raise ValueError(f"{path}: neither a cyclestyle checkpoint nor a generator state_dict")
     return Generator(net.eval().to(device), size_multiple=multiple, fixed_size=fixed_size, device=device,

@@ -1,4 +1,5 @@
+from .cut import CUT, FastCUT
 from .cyclegan import CycleGAN
 from .ugatit import UGATIT
 
-__all__ = ["CycleGAN", "UGATIT"]
+__all__ = ["CUT", "CycleGAN", "FastCUT", "UGATIT"]

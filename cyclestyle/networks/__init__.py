@@ -3,6 +3,9 @@
 Generators: resnet_9blocks, resnet_6blocks, unet_64, unet_128, unet_256 (unet_N takes
 multiples of N px).
 Discriminators: basic (70x70 PatchGAN), n_layers (PatchGAN with `n_layers`), pixel.
+CUT (`cut.py`, official parameter names): ResnetGenerator with antialias/antialias_up, PatchHeads
+(official netF), encoder_features / feature_channels (PatchNCE's layers), infer_cut_generator,
+infer_cut_discriminator, infer_cut_heads, is_cut_generator (settings read off official state dicts).
 U-GAT-IT (`ugatit.py`, official parameter names): UgatitGenerator (full or light; returns image,
 cam_logit, heatmap), UgatitDiscriminator (global n_layers=7, local n_layers=5), clip_rho (after each
 generator step), UgatitTranslator (the generator returning only its image: translation and export),
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
+from .cut import PatchHeads, infer_cut_discriminator, infer_cut_generator, infer_cut_heads, is_cut_generator
 from .discriminators import NLayerDiscriminator, PixelDiscriminator
 from .layers import NORMS, init_weights, norm_layer
 from .resnet import ResnetBlock, ResnetGenerator
@@ -23,9 +27,10 @@ GENERATORS = ("resnet_9blocks", "resnet_6blocks", *UNET_LEVELS)
 DISCRIMINATORS = ("basic", "n_layers", "pixel")
 
 __all__ = [
-    "DISCRIMINATORS", "GENERATORS", "NORMS", "NLayerDiscriminator", "PixelDiscriminator",
+    "DISCRIMINATORS", "GENERATORS", "NORMS", "NLayerDiscriminator", "PatchHeads", "PixelDiscriminator",
     "ResnetBlock", "ResnetGenerator", "UgatitDiscriminator", "UgatitGenerator", "UgatitTranslator", "UnetGenerator",
-    "build_discriminator", "build_generator", "clip_rho", "infer_ugatit_generator", "init_weights", "norm_layer",
+    "build_discriminator", "build_generator", "clip_rho", "infer_cut_discriminator", "infer_cut_generator",
+    "infer_cut_heads", "infer_ugatit_generator", "init_weights", "is_cut_generator", "norm_layer",
 ]
 
 
@@ -66,13 +71,16 @@ def build_discriminator(
     init_type: str = "normal",
     init_gain: float = 0.02,
     in_channels: int = 3,
+    antialias: bool = False,
 ) -> nn.Module:
-    """Build and initialise a discriminator: `basic` is `n_layers` with n_layers=3."""
+    """Build and initialise a discriminator: `basic` is `n_layers` with n_layers=3. `antialias`
+    (PatchGANs only; `pixel` has no downsampling) replaces each strided conv by a stride-1 conv and a
+    blur-downsample, as the official CUT."""
     _check_norm(norm, "discriminator")
     if name == "basic":
-        net = NLayerDiscriminator(in_channels=in_channels, ndf=ndf, n_layers=3, norm=norm)
+        net = NLayerDiscriminator(in_channels=in_channels, ndf=ndf, n_layers=3, norm=norm, antialias=antialias)
     elif name == "n_layers":
-        net = NLayerDiscriminator(in_channels=in_channels, ndf=ndf, n_layers=n_layers, norm=norm)
+        net = NLayerDiscriminator(in_channels=in_channels, ndf=ndf, n_layers=n_layers, norm=norm, antialias=antialias)
     elif name == "pixel":
         net = PixelDiscriminator(in_channels=in_channels, ndf=ndf, norm=norm)
     else:

@@ -1,4 +1,4 @@
-"""Normalisation choice and weight initialisation shared by all networks."""
+"""Normalisation choice, weight initialisation and the padding and blur layers shared by all networks."""
 from __future__ import annotations
 
 import functools
@@ -37,6 +37,54 @@ class ReflectionPad2d(nn.ReflectionPad2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(x.device.type, enabled=False):
             return F.pad(x, self.padding, mode="reflect")
+
+
+class ReplicationPad2d(nn.ReplicationPad2d):
+    """Replication padding that keeps its input's dtype under autocast (see ReflectionPad2d)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return F.pad(x, self.padding, mode="replicate")
+
+
+def _binomial(size: int) -> torch.Tensor:
+    """The normalised 2-D binomial filter of `size` taps: [1, 2, 1] (3) or [1, 3, 3, 1] (4), outer product."""
+    row = torch.tensor({3: [1.0, 2.0, 1.0], 4: [1.0, 3.0, 3.0, 1.0]}[size])
+    kernel = row[:, None] * row[None, :]
+    return kernel / kernel.sum()  # (size, size)
+
+
+class Downsample(nn.Module):
+    """Anti-aliased stride-2 downsampling (Zhang, ICML 2019) as the official CUT uses it: reflection
+    pad 1, then a fixed 3x3 binomial blur per channel with stride 2. (B, C, H, W) -> (B, C, ceil(H/2), ceil(W/2)).
+
+    The filter is a persistent buffer `filt` of shape (C, 1, 3, 3), as in the official code, so
+    official state dicts (which hold it) load strictly."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.pad = ReflectionPad2d(1)
+        self.register_buffer("filt", _binomial(3)[None, None].repeat(channels, 1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(self.pad(x), self.filt.to(x.dtype), stride=2, groups=self.channels)
+
+
+class Upsample(nn.Module):
+    """Anti-aliased 2x upsampling as the official CUT uses it: replication pad 1, a transposed
+    convolution (stride 2) with a fixed 4x4 binomial filter scaled by 4, cropped to exactly 2H x 2W.
+    (B, C, H, W) -> (B, C, 2H, 2W); the filter is the persistent buffer `filt` (C, 1, 4, 4)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.pad = ReplicationPad2d(1)
+        self.register_buffer("filt", (_binomial(4) * 4)[None, None].repeat(channels, 1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.conv_transpose2d(self.pad(x), self.filt.to(x.dtype), stride=2, padding=2, groups=self.channels)
+        return out[:, :, 1:-1, 1:-1]  # (B, C, 2H + 2, 2W + 2) -> (B, C, 2H, 2W)
 
 
 def conv_bias(norm: str) -> bool:
