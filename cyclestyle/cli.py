@@ -7,10 +7,10 @@ import os
 import sys
 
 COMMANDS = {
-    "train": "train a CycleGAN; arguments are Hydra overrides (see `cyclestyle train --help`)",
-    "translate": "translate image files, folders or glob patterns with a trained generator",
-    "export": "write one direction's generator as ONNX or TorchScript",
-    "import-reference": "turn reference CycleGAN .pth files (G_A, G_B, optionally D_A, D_B) into a cyclestyle checkpoint",
+    "train": "train a translation model (model=cyclegan|ugatit|cut|fastcut); arguments are Hydra overrides (see `cyclestyle train --help`)",
+    "translate": "translate image files, folders or glob patterns with a trained model",
+    "export": "write one direction's translator as ONNX, pt2 (torch.export) or TorchScript",
+    "import-reference": "turn reference CycleGAN .pth files, an official U-GAT-IT or CUT checkpoint into a cyclestyle checkpoint",
     "pack": "pack an image folder into a streaming data set (local or object storage) for data=stream",
 }
 MODULES = {"translate": "translate", "export": "export", "import-reference": "import_reference", "pack": "pack"}
@@ -28,8 +28,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(module.main(argv[1:]))
     parser = argparse.ArgumentParser(
         prog="cyclestyle",
-        description="Unpaired image-to-image translation: train CycleGAN models from two image folders, "
-        "translate photo libraries with them, export them.",
+        description="Unpaired image-to-image translation: train CycleGAN, U-GAT-IT, CUT or FastCUT models from two image "
+        "folders, translate photo libraries with them, export them.",
         epilog="Run `cyclestyle COMMAND --help` for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")

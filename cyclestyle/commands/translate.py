@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 
 DESCRIPTION = """\
-Translate images with a trained generator. MODEL is a cyclestyle checkpoint (.ckpt), a file
-written by `cyclestyle export` (.onnx, .pt) or a reference CycleGAN generator (.pth, e.g. the
-zoo's latest_net_G.pth; its architecture is read from the weights). INPUTs are image files,
+Translate images with a trained model. MODEL is a cyclestyle checkpoint (.ckpt) of any family
+(CycleGAN, U-GAT-IT, CUT, FastCUT), a file written by `cyclestyle export` (.onnx, .pt2, .pt), a
+reference CycleGAN generator (.pth, e.g. the zoo's latest_net_G.pth), an official CUT generator
+(latest_net_G.pth) or an official U-GAT-IT checkpoint (*_params_*.pt); architectures are read
+from the weights. Networks tied to one input size (full-mode U-GAT-IT) run on tiles of that size. INPUTs are image files,
 folders (searched recursively) and glob patterns (quote them); the output folder mirrors their
 relative paths. Every image keeps its size: it is padded to the multiple the network needs and
 cropped back. Alpha channels are kept (png, webp, tif outputs); grayscale inputs give RGB outputs.
@@ -33,11 +35,12 @@ def build_parser(prog: str = "cyclestyle translate") -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EXAMPLES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="model file: .ckpt, .onnx, .pt (TorchScript) or reference .pth")
+    parser.add_argument("model", help="model file: .ckpt, .onnx, .pt2 (torch.export), .pt (TorchScript), reference .pth or U-GAT-IT .pt")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
     parser.add_argument("-o", "--output", required=True, help="output folder (created; must be outside the input folders)")
     parser.add_argument("--direction", choices=("a2b", "b2a"), default="a2b",
-                        help="a2b uses G_A (domain A -> B), b2a uses G_B; ignored for single-generator files (default: a2b)")
+                        help="a2b translates domain A -> B, b2a B -> A (a model without that direction, e.g. CUT's b2a, is an error); "
+                             "ignored for single-generator files (default: a2b)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="images per batch; only images of one size share a batch (default: 8 on a GPU, 1 on the "
                              "CPU, where larger batches are no faster)")
