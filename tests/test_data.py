@@ -95,13 +95,19 @@ def test_crop_larger_than_load_fails_naming_the_setting():
         build_transform(preprocess="resize_and_crop", load_size=32, crop_size=64, flip=True, train=True)
 
 
-def test_flip_off_is_deterministic_and_seeded_augmentation_repeats():
+def test_flip_off_never_flips_and_seeded_augmentation_repeats():
+    from cyclestyle.data.transforms import seed_augmentation
+
+    ramp = np.tile(np.arange(32, dtype=np.uint8)[None, :, None] * 8, (32, 1, 3))  # brighter to the right
+    for flip in (False, True):
+        t = build_transform(preprocess="crop", load_size=32, crop_size=32, flip=flip, train=True)
+        flipped = [bool(seed_augmentation(t, seed)(image=ramp)["image"][0, 0, 0] > 0) for seed in range(40)]
+        assert any(flipped) == flip and (all(flipped) is False)  # off: never; on: sometimes, not always
     image = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
     t = build_transform(preprocess="resize_and_crop", load_size=36, crop_size=32, flip=True, train=True)
-    t.set_random_seed(7)
-    first = t(image=image)["image"]
-    t.set_random_seed(7)
-    assert torch.equal(first, t(image=image)["image"])
+    first = seed_augmentation(t, 7)(image=image)["image"]
+    assert torch.equal(first, seed_augmentation(t, 7)(image=image)["image"])
+    assert any(not torch.equal(first, seed_augmentation(t, s)(image=image)["image"]) for s in range(8, 12))
 
 
 def test_sampler_shards_the_larger_domain_disjointly_with_equal_lengths():

@@ -92,13 +92,20 @@ def test_norms(norm):
 
 
 @pytest.mark.parametrize("init_type", ["normal", "xavier", "kaiming", "orthogonal"])
-def test_init_types(init_type):
+def test_init_types_give_their_own_weight_statistics(init_type):
+    """Each init type leaves its signature on a conv: N(0, gain) std; xavier's std gain*sqrt(2/(fan_in+fan_out));
+    kaiming's sqrt(2/fan_in) (gain ignored); orthogonal rows that are orthogonal with norm gain."""
     torch.manual_seed(0)
     g = build_generator("resnet_6blocks", ngf=8, init_type=init_type, init_gain=0.02)
-    w = g.model[1].weight
-    assert torch.all(g.model[1].bias == 0)
-    if init_type == "normal":
-        assert abs(w.std().item() - 0.02) < 0.005
+    conv = g.model[10].conv_block[1]  # (32, 32, 3, 3): fan_in = fan_out = 288
+    w = conv.weight.detach().flatten(1)  # (32, 288)
+    assert torch.all(conv.bias == 0)
+    expected_std = {"normal": 0.02, "xavier": 0.02 * (2 / 576) ** 0.5, "kaiming": (2 / 288) ** 0.5}
+    if init_type == "orthogonal":
+        torch.testing.assert_close(w @ w.T, 0.02**2 * torch.eye(32), atol=1e-6, rtol=0)
+    else:
+        assert w.std().item() == pytest.approx(expected_std[init_type], rel=0.1)
+        assert not torch.allclose(w @ w.T, (w @ w.T).diagonal().mean() * torch.eye(32), atol=1e-6)
 
 
 def test_resnet_is_plain_module():
