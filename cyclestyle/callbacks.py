@@ -23,6 +23,15 @@ from .pixels import from_rgb_array, psnr, to_uint8
 SIGNAL_CHECK_EVERY = 10  # iterations between the ranks' checks for a stop signal under DDP
 
 
+def save_checkpoint_atomically(trainer: pl.Trainer, target: Path) -> None:
+    """Every rank calls `trainer.save_checkpoint` (a collective); rank 0 writes to a temporary name
+    beside `target` and renames it, so a crash or kill never leaves a torn checkpoint."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    trainer.save_checkpoint(tmp, weights_only=False)
+    if trainer.is_global_zero:
+        os.replace(tmp, target)
+
+
 class LastCheckpoint(pl.Callback):
     """Keeps `dirpath/last.ckpt` current: every `every_n_iterations`, at the end of training,
     and when SIGTERM (preemption) or SIGINT (Ctrl-C) arrives. A signal lets the current
@@ -47,10 +56,7 @@ class LastCheckpoint(pl.Callback):
         return self.dirpath / "last.ckpt"
 
     def save(self, trainer: pl.Trainer) -> None:
-        tmp = self.dirpath / ".last.ckpt.tmp"
-        trainer.save_checkpoint(tmp, weights_only=False)  # every rank must call; rank 0 writes
-        if trainer.is_global_zero:
-            os.replace(tmp, self.path)
+        save_checkpoint_atomically(trainer, self.path)
         trainer.strategy.barrier("last_checkpoint")
         self._saved_at = trainer.global_step
 

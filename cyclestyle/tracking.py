@@ -14,6 +14,7 @@ import torch
 from omegaconf import OmegaConf
 from pytorch_lightning.utilities import rank_zero_info
 
+from .atomic import atomic_target
 from .models.base import describe_directions
 
 
@@ -74,18 +75,17 @@ class BestCheckpoint(pl.Callback):
         value, iteration = float(value), trainer.global_step
         if len(self.kept) == self.top_k and value >= self.kept[-1][0]:
             return
-        tmp = self.dirpath / ".best.ckpt.tmp"
-        trainer.save_checkpoint(tmp, weights_only=False)  # every rank calls; rank 0 writes
-        if trainer.is_global_zero:
-            os.replace(tmp, self._file(iteration))
+        from .callbacks import save_checkpoint_atomically
+
+        save_checkpoint_atomically(trainer, self._file(iteration))
         self.kept = sorted([*self.kept, (value, iteration)])
         for _, dropped in self.kept[self.top_k:]:
             if trainer.is_global_zero:
                 self._file(dropped).unlink(missing_ok=True)
         self.kept = self.kept[: self.top_k]
         if trainer.is_global_zero and self.kept[0][1] == iteration:
-            shutil.copyfile(self._file(iteration), tmp)
-            os.replace(tmp, self.path)
+            with atomic_target(self.path) as tmp:
+                shutil.copyfile(self._file(iteration), tmp)
             rank_zero_info(f"New best {self.monitor} {value:.3f} at iteration {iteration}: {self.path}")
         trainer.strategy.barrier("best_checkpoint")
 

@@ -158,3 +158,19 @@ def test_a_second_signal_stops_a_hung_run_at_once(folders, tmp_path, signum):
     process.send_signal(signum)
     process.communicate(timeout=30)
     assert process.returncode == -signum
+
+
+@pytest.mark.slow
+def test_sigkill_never_leaves_a_torn_last_checkpoint(folders, tmp_path):
+    """Held before issue 16 and kept: last.ckpt is written to a temporary name and renamed."""
+    out = tmp_path / "run"
+    args = tiny_args(folders, out, "trainer.max_steps=100000", "callbacks.last_checkpoint.every_n_iterations=1")
+    process = _start(args, tmp_path)
+    _wait_for(out / "checkpoints" / "last.ckpt", process)
+    time.sleep(1.5)  # several more saves: the kill lands at some point of one
+    process.kill()
+    process.communicate(timeout=60)
+    saved = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] >= 1
+    result = cyclestyle(*tiny_args(folders, out, f"trainer.max_steps={saved['global_step'] + 1}", "ckpt_path=last"))
+    assert result.returncode == 0, result.stderr[-3000:]

@@ -342,3 +342,20 @@ def test_translate_with_bf16_where_it_is_emulated_warns(checkpoint, tmp_path, ca
                            "bf16", "--device", "cpu", "--workers", "0", "--no-progress"]) == 0
     warned = "--precision=bf16 on this CPU (no AVX512-BF16 or AMX): bf16 convolutions are emulated, measured 97x"
     assert (warned in capfd.readouterr().err) == (not native)
+
+
+@pytest.mark.slow
+def test_two_runs_into_one_folder_never_corrupt_an_output(checkpoint, tmp_path):
+    """Held before issue 16 and kept: outputs are renamed into place whole, whoever writes them."""
+    write_images(tmp_path / "in", 12, size=(48, 40))
+    args = [sys.executable, "-m", "cyclestyle", "translate", str(checkpoint), str(tmp_path / "in"), "--output",
+            str(tmp_path / "out"), "--overwrite", "--workers", "0", "--no-progress", "--precision", "32"]
+    runs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    assert [run.wait(timeout=300) for run in runs] == [0, 0]
+    generator = load_generator(checkpoint, precision="32")
+    for source in sorted((tmp_path / "in").iterdir()):
+        x = torch.from_numpy(np.asarray(Image.open(source).convert("RGB")).copy()).permute(2, 0, 1)[None]
+        want = ((run_whole(generator, x.float() / 127.5 - 1, 4).clamp(-1, 1) + 1) * 127.5).round()[0]
+        got = torch.from_numpy(np.asarray(Image.open(tmp_path / "out" / source.with_suffix(".png").name)).copy())
+        assert (got.permute(2, 0, 1).float() - want).abs().max() <= 1, source.name
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temporary files left
