@@ -32,6 +32,15 @@ def write_images(folder: Path, count: int, *, size: tuple[int, int] = (40, 40), 
     return paths
 
 
+@pytest.fixture(scope="module")
+def module_folders(tmp_path_factory) -> tuple[Path, Path]:
+    """The same two domains as `folders`, shared by a module's tests (for module-scoped fits)."""
+    root = tmp_path_factory.mktemp("domains")
+    write_images(root / "A", 8, seed=1)
+    write_images(root / "B", 6, seed=2, tint=60)
+    return root / "A", root / "B"
+
+
 @pytest.fixture
 def folders(tmp_path: Path) -> tuple[Path, Path]:
     """Two unpaired domains: 8 images in A, 6 (brighter) in B; 2 and 1 of them are held out."""

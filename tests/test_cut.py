@@ -331,11 +331,8 @@ def test_inference_needs_only_the_plain_generator():
 
 # --- runs -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cut")
-    write_images(root / "A", 8, seed=1)
-    write_images(root / "B", 6, seed=2, tint=60)
-    return root / "A", root / "B"
+def data(module_folders):
+    return module_folders
 
 
 def cut_cfg(a, b, out, *extra):

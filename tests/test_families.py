@@ -20,11 +20,8 @@ def family_cfg(family: str, a, b, out, *extra: str):
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("families")
-    write_images(root / "A", 8, seed=1)
-    write_images(root / "B", 6, seed=2, tint=60)
-    return root / "A", root / "B"
+def data(module_folders):
+    return module_folders
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
