@@ -11,7 +11,8 @@ keyword arguments, the size multiple, and the state-dict prefix of its weights.
                                 "fixed_size": None},
                         "b2a": {...}}}
 
-`translate`, `export`, `import-reference` and weights-only fine-tuning use only this module.
+`translate`, `export`, `import-reference`, weights-only fine-tuning and the resume check use only
+this module.
 Checkpoints written before the record existed (CycleGAN: `hyper_parameters.generator`, weights
 under `g_a.` / `g_b.`) are read as the record they would have had.
 """
@@ -31,8 +32,9 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from pytorch_lightning.utilities import rank_zero_info
 
-from .models.base import TranslatorSpec, describe_directions
+from .models.base import TranslationModel, TranslatorSpec, describe_directions
 
 RECORD_KEY = "cyclestyle"
 FORMAT = 1
@@ -263,3 +265,39 @@ def load_weights(model, checkpoint: dict, *, source: str) -> list[str]:
         raise ValueError(f"ckpt_path={source}: its weights do not fit this run's model; missing {missing[:3]}, "
                          f"unexpected {result.unexpected_keys[:3]}")
     return sorted({k.split(".")[0] for k in result.missing_keys})
+
+
+def load_weights_only(model: TranslationModel, ckpt_path: str) -> bool:
+    """If `ckpt_path` holds weights but no training state (e.g. from `cyclestyle import-reference`),
+    load them into `model` and return True; False for a full checkpoint that Lightning resumes."""
+    checkpoint = safe_load(ckpt_path, mmap=True)
+    if not is_weights_only(checkpoint):
+        return False
+    fresh = load_weights(model, checkpoint, source=ckpt_path)
+    if fresh:
+        rank_zero_info(f"{ckpt_path} holds no {', '.join(fresh)}: they start from a fresh initialisation")
+    return True
+
+
+def check_resumable(model: TranslationModel, ckpt_path: str) -> None:
+    """Fail with one clear line if a full checkpoint does not fit the model this run builds
+    (Lightning would stop with a long size-mismatch traceback instead)."""
+    checkpoint = safe_load(ckpt_path, mmap=True)
+    family = read_record(checkpoint, source=f"ckpt_path={ckpt_path}").family
+    if family != model.family:
+        raise ValueError(f"ckpt_path={ckpt_path}: it holds a {family} model; this run trains {model.family} "
+                         f"(set model={family})")
+    saved = checkpoint.get("state_dict")
+    if not isinstance(saved, dict):
+        raise ValueError(f"ckpt_path={ckpt_path}: not a cyclestyle training checkpoint (no state_dict)")
+    own = model.state_dict()
+    missing, unexpected = sorted(own.keys() - saved.keys()), sorted(saved.keys() - own.keys())
+    resized = [k for k in own.keys() & saved.keys() if tuple(own[k].shape) != tuple(saved[k].shape)]
+    if missing or unexpected or resized:
+        detail = "; ".join(part for part in (
+            missing and f"missing {', '.join(missing[:3])}",
+            unexpected and f"unexpected {', '.join(unexpected[:3])}",
+            resized and f"{resized[0]} is {list(saved[resized[0]].shape)} there, {list(own[resized[0]].shape)} here",
+        ) if part)
+        raise ValueError(f"ckpt_path={ckpt_path}: the checkpoint was written by another model configuration "
+                         f"({detail}); pass the model settings of the run that wrote it (model=..., model.generator.*)")

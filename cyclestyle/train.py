@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 
 from cyclestyle.callbacks import LastCheckpoint, SampleImages
-from cyclestyle.checkpoints import is_weights_only, load_weights, read_record, safe_load
+from cyclestyle.checkpoints import check_resumable, load_weights_only
 from cyclestyle.loggers import git_commit, upload_checkpoints
 from cyclestyle.run_folder import check_run_folder
 from cyclestyle.tracking import BestCheckpoint, ModelCard
@@ -45,42 +45,6 @@ def resolve_ckpt_path(ckpt_path: str | None, *, output_dir: str, log_dir: str) -
     if not Path(ckpt_path).expanduser().is_file():
         raise FileNotFoundError(f"ckpt_path: checkpoint not found: {ckpt_path}")
     return str(Path(ckpt_path).expanduser())
-
-
-def load_weights_only(model: pl.LightningModule, ckpt_path: str) -> bool:
-    """If `ckpt_path` holds weights but no training state (e.g. from `cyclestyle import-reference`),
-    load them into `model` and return True; False for a full checkpoint that Lightning resumes."""
-    checkpoint = safe_load(ckpt_path, mmap=True)
-    if not is_weights_only(checkpoint):
-        return False
-    fresh = load_weights(model, checkpoint, source=ckpt_path)
-    if fresh:
-        rank_zero_info(f"{ckpt_path} holds no {', '.join(fresh)}: they start from a fresh initialisation")
-    return True
-
-
-def check_resumable(model: pl.LightningModule, ckpt_path: str) -> None:
-    """Fail with one clear line if a full checkpoint does not fit the model this run builds
-    (Lightning would stop with a long size-mismatch traceback instead)."""
-    checkpoint = safe_load(ckpt_path, mmap=True)
-    family = read_record(checkpoint, source=f"ckpt_path={ckpt_path}").family
-    if family != model.family:
-        raise ValueError(f"ckpt_path={ckpt_path}: it holds a {family} model; this run trains {model.family} "
-                         f"(set model={family})")
-    saved = checkpoint.get("state_dict")
-    if not isinstance(saved, dict):
-        raise ValueError(f"ckpt_path={ckpt_path}: not a cyclestyle training checkpoint (no state_dict)")
-    own = model.state_dict()
-    missing, unexpected = sorted(own.keys() - saved.keys()), sorted(saved.keys() - own.keys())
-    resized = [k for k in own.keys() & saved.keys() if tuple(own[k].shape) != tuple(saved[k].shape)]
-    if missing or unexpected or resized:
-        detail = "; ".join(part for part in (
-            missing and f"missing {', '.join(missing[:3])}",
-            unexpected and f"unexpected {', '.join(unexpected[:3])}",
-            resized and f"{resized[0]} is {list(saved[resized[0]].shape)} there, {list(own[resized[0]].shape)} here",
-        ) if part)
-        raise ValueError(f"ckpt_path={ckpt_path}: the checkpoint was written by another model configuration "
-                         f"({detail}); pass the model settings of the run that wrote it (model=..., model.generator.*)")
 
 
 def run_metadata(cfg: DictConfig) -> dict:
