@@ -36,6 +36,15 @@ from cyclestyle.models import UGATIT, CycleGAN
 from cyclestyle.networks import UgatitDiscriminator, UgatitGenerator, build_discriminator, build_generator, clip_rho
 from cyclestyle.networks.ugatit import GLOBAL_LAYERS, LOCAL_LAYERS
 
+def mse(logits: torch.Tensor, target: float) -> torch.Tensor:
+    """The plain loops' losses, written as the reference implementations write them (label tensors)."""
+    return F.mse_loss(logits, torch.full_like(logits, target))
+
+
+def bce(logits: torch.Tensor, target: float) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+
 MODELS = ("cyclegan", "ugatit-light", "ugatit-full")
 UGATIT_ADAM = functools.partial(torch.optim.Adam, lr=1e-4, betas=(0.5, 0.999), weight_decay=1e-4)  # as model=ugatit
 
@@ -74,9 +83,6 @@ def plain_loop(data: list[dict], device: torch.device, warm_up: int) -> list[flo
     opt_g = torch.optim.Adam([*g_a.parameters(), *g_b.parameters()], lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam([*d_a.parameters(), *d_b.parameters()], lr=2e-4, betas=(0.5, 0.999))
     pool_a, pool_b = ImagePool(50), ImagePool(50)
-
-    def mse(logits: torch.Tensor, target: float) -> torch.Tensor:
-        return F.mse_loss(logits, torch.full_like(logits, target))
 
     times = []
     for i, batch in enumerate(data):
@@ -117,12 +123,6 @@ def plain_ugatit_loop(data: list[dict], device: torch.device, warm_up: int, ligh
     discriminators = (d_ga, d_la, d_gb, d_lb)
     opt_g = UGATIT_ADAM([*g_a.parameters(), *g_b.parameters()])
     opt_d = UGATIT_ADAM([p for d in discriminators for p in d.parameters()])
-
-    def mse(logits: torch.Tensor, target: float) -> torch.Tensor:
-        return F.mse_loss(logits, torch.full_like(logits, target))
-
-    def bce(logits: torch.Tensor, target: float) -> torch.Tensor:
-        return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
     times = []
     for i, batch in enumerate(data):
