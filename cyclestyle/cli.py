@@ -12,8 +12,9 @@ COMMANDS = {
     "export": "write one direction's translator as ONNX, pt2 (torch.export) or TorchScript",
     "import-reference": "turn reference CycleGAN .pth files, an official U-GAT-IT or CUT checkpoint into a cyclestyle checkpoint",
     "pack": "pack an image folder into a streaming data set (local or object storage) for data=stream",
+    "stylize": "repaint photos in the style of style images by optimising their pixels (Gatys et al.)",
 }
-MODULES = {"translate": "translate", "export": "export", "import-reference": "import_reference", "pack": "pack"}
+MODULES = {"translate": "translate", "export": "export", "import-reference": "import_reference", "pack": "pack", "stylize": "stylize"}
 
 
 def main(argv: list[str] | None = None) -> None:
