@@ -194,6 +194,17 @@ def _full_kwargs(spec: TranslatorSpec, source: str) -> dict:
     return {**defaults, **spec.kwargs}
 
 
+def load_network(spec: TranslatorSpec, state: dict, *, source: str, overrides: dict | None = None) -> nn.Module:
+    """The network `spec` describes with `state` loaded strictly; ValueError naming `source` on a misfit."""
+    net = build_network(spec, source=source, overrides=overrides)
+    try:
+        net.load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"{source}: the weights do not fit {spec.builder}({spec.kwargs}): "
+                         f"{str(error).splitlines()[0]}") from None
+    return net
+
+
 def module_state(state_dict: dict, module: str) -> dict[str, torch.Tensor]:
     """The weights of the submodule `module` from a LightningModule's state dict, un-prefixed."""
     prefix = module + "."
@@ -212,14 +223,9 @@ def build_translator(checkpoint: dict, direction: str, *, source: str, overrides
     state = module_state(weights, spec.module)
     if not state:
         raise ValueError(f"{source}: the checkpoint holds no '{spec.module}.*' weights (direction {direction})")
-    net = build_network(spec, source=source, overrides=overrides)
     if spec.builder == LEGACY_BUILDER:
         state = drop_stale_norm_keys(state, {**spec.kwargs, **(overrides or {})}.get("norm") or "instance")
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise ValueError(f"{source}: the {direction} weights do not fit {spec.builder}({spec.kwargs}): "
-                         f"{str(error).splitlines()[0]}") from None
+    net = load_network(spec, state, source=f"{source} ({direction})", overrides=overrides)
     multiple = getattr(net, "size_multiple", spec.size_multiple)
     return net.eval(), dataclasses.replace(spec, size_multiple=multiple)
 

@@ -98,7 +98,7 @@ def import_ugatit(params: str | os.PathLike, output: str | os.PathLike) -> Path:
 def import_cut(g: str | os.PathLike, output: str | os.PathLike, *, d: str | None = None, f: str | None = None,
                family: str = "cut") -> Path:
     """Write a weights-only CUT/FastCUT checkpoint from official files; returns its path."""
-    from ..checkpoints import new_checkpoint
+    from ..checkpoints import load_network, new_checkpoint
     from ..inference.sources import safe_load
     from ..models.cut import OFFICIAL_NETWORKS, cut_translators
     from ..networks import PatchHeads, build_discriminator, infer_cut_discriminator, infer_cut_heads
@@ -110,7 +110,7 @@ def import_cut(g: str | os.PathLike, output: str | os.PathLike, *, d: str | None
     except ValueError as error:
         raise ValueError(f"{g}: {error}") from None
     translators = cut_translators(hparams["generator"])
-    loaded["G"] = _strict(translators["a2b"], state, g)
+    loaded["G"] = load_network(translators["a2b"], state, source=str(g)).state_dict()
     for name, path, infer, build in (("D", d, infer_cut_discriminator, build_discriminator),
                                      ("F", f, infer_cut_heads, PatchHeads)):
         if path is None:
@@ -128,18 +128,6 @@ def import_cut(g: str | os.PathLike, output: str | os.PathLike, *, d: str | None
     checkpoint = new_checkpoint(family, translators, state_dict, hparams,
                                 imported_from={"G": str(g), "D": d and str(d), "F": f and str(f)})
     return _write(checkpoint, output)
-
-
-def _strict(spec, state: dict, source) -> dict:
-    """`state` after a strict load into the network `spec` describes (so a misfit fails here)."""
-    from ..checkpoints import build_network
-
-    net = build_network(spec, source=str(source))
-    try:
-        net.load_state_dict(state, strict=True)
-    except (RuntimeError, TypeError) as error:
-        raise ValueError(f"{source}: the weights do not fit {spec.kwargs}: {str(error).splitlines()[0]}") from None
-    return net.state_dict()
 
 
 def _write(checkpoint: dict, output: str | os.PathLike) -> Path:

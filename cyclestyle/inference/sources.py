@@ -11,7 +11,6 @@ unpickled is refused, not executed. pt2 and TorchScript files are programs: load
 """
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import warnings
@@ -21,14 +20,15 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..checkpoints import UnsafeCheckpointError, build_translator, safe_load  # noqa: F401 -- UnsafeCheckpointError: re-exported
+from ..checkpoints import UnsafeCheckpointError  # noqa: F401 -- re-exported for cyclestyle.inference
+from ..checkpoints import LEGACY_BUILDER, build_network, build_translator, load_network, safe_load
+from ..models.base import TranslatorSpec
 from ..models.cut import cut_translators
 from ..models.ugatit import translator_specs
-from ..networks import build_generator, infer_cut_generator, is_cut_generator
+from ..networks import infer_cut_generator, is_cut_generator
 from .reference import drop_stale_norm_keys, infer_generator, is_ugatit_params, read_ugatit_params
 
 DIRECTIONS = ("a2b", "b2a")
-_GENERATOR_SETTINGS = frozenset(inspect.signature(build_generator).parameters)  # name, ngf, norm, ...
 EXPORT_META = "cyclestyle.json"  # extra file in TorchScript exports / metadata key in ONNX exports
 
 
@@ -44,14 +44,7 @@ def generator_from_state(
         spec = {**infer_generator(state), **_given(overrides)}
     except ValueError as error:
         raise ValueError(f"{source}: {error}") from None
-    unknown = _unknown_settings(spec)
-    if unknown:
-        raise ValueError(f"{source}: unknown generator setting(s) {', '.join(map(str, unknown))} "
-                         f"(known: {', '.join(sorted(_GENERATOR_SETTINGS))})")
-    try:
-        net = build_generator(**spec)
-    except (TypeError, ValueError) as error:  # a saved setting of the wrong type or value
-        raise ValueError(f"{source}: cannot build the generator {spec}: {error}") from None
+    net = build_network(TranslatorSpec(module="", builder=LEGACY_BUILDER, kwargs=spec), source=source)
     try:
         net.load_state_dict(drop_stale_norm_keys(state, spec["norm"]), strict=True)
     except RuntimeError as error:
@@ -59,24 +52,9 @@ def generator_from_state(
     return net, spec
 
 
-def _unknown_settings(settings: dict) -> list[str]:
-    """Keys `build_generator` does not take (a saved config of another version or a typo)."""
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(build_generator).parameters.values()):
-        return []
-    return sorted(map(str, set(settings) - _GENERATOR_SETTINGS))
-
-
 def _from_spec(spec, state: dict, source: str):
     """(network with `state` loaded strictly, its settings, size multiple, fixed size) for a translator spec."""
-    from ..checkpoints import build_network
-
-    net = build_network(spec, source=source)
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise ValueError(f"{source}: the weights do not fit {spec.builder}({spec.kwargs}): "
-                         f"{str(error).splitlines()[0]}") from None
-    return net, spec.kwargs, spec.size_multiple, spec.fixed_size
+    return load_network(spec, state, source=source), spec.kwargs, spec.size_multiple, spec.fixed_size
 
 
 def _given(overrides: dict | None) -> dict:
