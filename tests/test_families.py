@@ -9,14 +9,32 @@ import torch
 from omegaconf import open_dict
 from PIL import Image
 
-from conftest import FAMILY_TINY, TINY_RUN, compose_config, write_images
+from conftest import FAMILY_TINY, STYLE_OPTIONS, compose_config, family_overrides, write_images
 from test_cli import cyclestyle
 
 FAMILIES = sorted(FAMILY_TINY)
 
 
 def family_cfg(family: str, a, b, out, *extra: str):
-    return compose_config(["data=folders", f"data.a={a}", f"data.b={b}", *TINY_RUN, *FAMILY_TINY[family], *extra], out)
+    return compose_config([*family_overrides(family, a, b), *extra], out)
+
+
+def bound(family: str, net, condition):
+    """A style-conditioned network bound as `translate` binds it with the family's STYLE_OPTIONS."""
+    from cyclestyle.commands.translate import build_parser, style_binding
+    from cyclestyle.inference.styles import read_styles
+
+    args = build_parser().parse_args(["model", "input", "--output", "out", *STYLE_OPTIONS.get(family, [])])
+    return style_binding(args, read_styles(args))(net, condition)
+
+
+def expected(family: str, model, direction: str, x: torch.Tensor) -> torch.Tensor:
+    """What translate gives for x: model(x, direction), or for a style-image family (AdaIN, whose model
+    has no style of its own) its network bound to the family's STYLE_OPTIONS."""
+    spec = model.translators[direction]
+    if spec.condition != "style_image":
+        return model(x, direction)
+    return bound(family, getattr(model, spec.module), spec.condition)(x)
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +64,9 @@ def test_a_checkpoint_records_its_family_and_how_to_rebuild_each_translator(trai
     for direction in record.translators:
         net, spec = build_translator(checkpoint, direction, source=str(ckpt))
         assert spec.size_multiple == model.translators[direction].size_multiple
+        net = bound(family, net, spec.condition)
         with torch.no_grad():
-            torch.testing.assert_close(net(x), model(x, direction))
+            torch.testing.assert_close(net(x), expected(family, model, direction, x))
 
 
 def test_an_unknown_direction_is_an_error_not_another_network(trained):
@@ -63,17 +82,20 @@ def test_an_unknown_direction_is_an_error_not_another_network(trained):
 def test_translate_runs_every_direction_from_the_checkpoint_alone(trained, tmp_path):
     from cyclestyle.commands.translate import main as translate_main
 
-    _, model, ckpt = trained
+    family, model, ckpt = trained
     write_images(tmp_path / "in", 2, size=(32, 32), seed=5)
     for direction in model.translators:
         out = tmp_path / direction
         assert translate_main([str(ckpt), str(tmp_path / "in"), "--output", str(out), "--direction", direction,
-                               "--precision", "32", "--workers", "0", "--no-progress"]) == 0
+                               "--precision", "32", "--workers", "0", "--no-progress", *STYLE_OPTIONS.get(family, [])]) == 0
         for source in sorted((tmp_path / "in").iterdir()):
             x = torch.from_numpy(np.asarray(Image.open(source).convert("RGB")).copy()).permute(2, 0, 1)[None]
             with torch.no_grad():
-                want = ((model(x.float() / 127.5 - 1, direction).clamp(-1, 1) + 1) * 127.5).round()
-            got = np.asarray(Image.open(out / source.name)).astype(np.int16)
+                want = ((expected(family, model, direction, x.float() / 127.5 - 1).clamp(-1, 1) + 1) * 127.5).round()
+            name = source.name  # AdaIN names its outputs <input>__<style> (the builtin:NAME of STYLE_OPTIONS)
+            if model.translators[direction].condition == "style_image":
+                name = f"{source.stem}__{STYLE_OPTIONS[family][1].split(':')[-1]}{source.suffix}"
+            got = np.asarray(Image.open(out / name)).astype(np.int16)
             assert np.abs(got - want[0].permute(1, 2, 0).numpy().astype(np.int16)).max() <= 1
 
 
@@ -82,10 +104,13 @@ def test_onnx_export_matches_pytorch(trained, tmp_path):
     from cyclestyle.commands.export import main as export_main
     from cyclestyle.inference import load_generator
 
-    _, model, ckpt = trained
+    family, model, ckpt = trained
     for direction, spec in model.translators.items():
+        if spec.condition == "style_image":
+            continue  # content and style are two inputs there: tests/test_adain.py checks those files
         out = tmp_path / f"{direction}.onnx"
-        assert export_main([str(ckpt), "--format", "onnx", "--direction", direction, "--output", str(out)]) == 0
+        assert export_main([str(ckpt), "--format", "onnx", "--direction", direction, "--output", str(out),
+                            *STYLE_OPTIONS.get(family, [])]) == 0
         side = spec.fixed_size or 36
         x = torch.rand(2, 3, side, spec.fixed_size or 60) * 2 - 1
         with torch.no_grad():
@@ -122,7 +147,7 @@ def test_resume_continues_exactly_with_dataloader_workers(family, data, tmp_path
 def test_two_process_ddp_ends_with_identical_weights(family, data, tmp_path):
     out, probe = tmp_path / "run", tmp_path / "probe"
     a, b = data
-    result = cyclestyle("train", "data=folders", f"data.a={a}", f"data.b={b}", *TINY_RUN, *FAMILY_TINY[family],
+    result = cyclestyle("train", *family_overrides(family, a, b),
                         f"paths.output_dir={out}", "trainer=ddp_cpu", "trainer.max_steps=2", "trainer.accelerator=cpu",
                         "+callbacks.probe._target_=ddp_probe.SaveRankWeights", f"+callbacks.probe.out_dir={probe}")
     assert result.returncode == 0, result.stderr[-4000:]

@@ -1,6 +1,8 @@
 """`cyclestyle import-reference --g-a G_A.pth --g-b G_B.pth [--d-a D_A.pth --d-b D_B.pth] --output model.ckpt`,
 `cyclestyle import-reference --ugatit DATASET_params_latest.pt --output model.ckpt` or
-`cyclestyle import-reference --cut latest_net_G.pth [--cut-d latest_net_D.pth --cut-f latest_net_F.pth] --output model.ckpt`."""
+`cyclestyle import-reference --cut latest_net_G.pth [--cut-d latest_net_D.pth --cut-f latest_net_F.pth] --output model.ckpt`
+or `cyclestyle import-reference --adain-decoder decoder.pth --adain-vgg vgg_normalised.pth --output model.ckpt`
+or `cyclestyle import-reference --fast-neural-style mosaic.pth --output model.ckpt`."""
 from __future__ import annotations
 
 import argparse
@@ -17,8 +19,11 @@ CycleGAN's generators (and optionally discriminators; junyanz/pytorch-CycleGAN-a
 (znxlwm/UGATIT-pytorch: DATASET_params_0100000.pt or DATASET_params_latest.pt, which holds both
 generators and all four discriminators), or an official CUT/FastCUT generator
 (taesungp/contrastive-unpaired-translation: latest_net_G.pth, optionally latest_net_D.pth and the
-PatchNCE heads latest_net_F.pth). `cyclestyle translate` runs the result (both directions, or
-A->B for CUT) and `cyclestyle train model=cyclegan|ugatit|cut|fastcut ... ckpt_path=model.ckpt`
+PatchNCE heads latest_net_F.pth), or pytorch-AdaIN's (naoto0804) decoder.pth with the encoder it was
+trained with, vgg_normalised.pth (translate it with --style), or a pytorch/examples fast_neural_style
+saved model (candy.pth, mosaic.pth, rain_princess.pth, udnie.pth or your own; fine-tune it with
+model=fast_style model.network.pixels=0-255). `cyclestyle translate` runs the result (both directions, or
+A->B for CUT and AdaIN) and `cyclestyle train model=cyclegan|ugatit|cut|fastcut ... ckpt_path=model.ckpt`
 fine-tunes from it (weights only: optimizers and schedules start fresh; networks not given are
 initialised anew). Architectures are read from the weights."""
 
@@ -33,6 +38,12 @@ def build_parser(prog: str = "cyclestyle import-reference") -> argparse.Argument
     parser.add_argument("--cut", metavar="G_PTH", help="an official CUT/FastCUT generator latest_net_G.pth (instead of --g-a ...)")
     parser.add_argument("--cut-d", metavar="D_PTH", help="with --cut: its discriminator latest_net_D.pth")
     parser.add_argument("--cut-f", metavar="F_PTH", help="with --cut: its PatchNCE heads latest_net_F.pth")
+    parser.add_argument("--adain-decoder", metavar="DECODER_PTH",
+                        help="pytorch-AdaIN's decoder.pth (naoto0804; with --adain-vgg) (instead of --g-a ...)")
+    parser.add_argument("--adain-vgg", metavar="VGG_PTH",
+                        help="with --adain-decoder: the encoder it was trained with, pytorch-AdaIN's vgg_normalised.pth")
+    parser.add_argument("--fast-neural-style", metavar="PTH",
+                        help="a pytorch/examples fast_neural_style saved model, e.g. mosaic.pth (instead of --g-a ...)")
     parser.add_argument("--family", choices=("cut", "fastcut"), default="cut",
                         help="with --cut: the model= it fine-tunes as (the weights do not say; default: cut)")
     parser.add_argument("-o", "--output", required=True, help="checkpoint to write (.ckpt)")
@@ -130,6 +141,46 @@ def import_cut(g: str | os.PathLike, output: str | os.PathLike, *, d: str | None
     return _write(checkpoint, output)
 
 
+def import_adain(decoder: str | os.PathLike, vgg: str | os.PathLike, output: str | os.PathLike) -> Path:
+    """Write a weights-only AdaIN checkpoint from pytorch-AdaIN's decoder.pth and vgg_normalised.pth
+    (or another VGG-19 file the shared VGGFeatures reads); returns its path."""
+    from ..checkpoints import new_checkpoint
+    from ..inference.sources import safe_load
+    from ..models.adain import adain_translators, encoder_record
+    from ..networks.adain import AdaINNet
+
+    net = AdaINNet(encoder={"weights": str(Path(vgg).expanduser())})
+    state = safe_load(decoder)
+    try:
+        net.decoder.load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError, AttributeError) as error:
+        raise ValueError(f"{decoder}: not a pytorch-AdaIN decoder.pth (an nn.Sequential state dict with keys "
+                         f"1.weight ... 28.bias): {str(error).splitlines()[0]}") from None
+    encoder = encoder_record(net)
+    checkpoint = new_checkpoint("adain", adain_translators(encoder), {f"net.{k}": v for k, v in net.state_dict().items()},
+                                {"encoder": encoder}, imported_from={"decoder": str(decoder), "vgg": str(vgg)})
+    return _write(checkpoint, output)
+
+
+def import_fast_neural_style(pth: str | os.PathLike, output: str | os.PathLike) -> Path:
+    """Write a weights-only fast_style checkpoint from a pytorch/examples saved model (instance-norm
+    running statistics of old PyTorch files dropped); returns its path."""
+    from ..checkpoints import load_network, new_checkpoint
+    from ..inference.sources import safe_load
+    from ..models.fast_style import fast_style_translators
+    from ..networks import infer_fast_neural_style
+
+    try:
+        network, state = infer_fast_neural_style(safe_load(pth))
+    except ValueError as error:
+        raise ValueError(f"{pth}: {error}") from None
+    translators = fast_style_translators({**network, "n_styles": 0})
+    weights = load_network(translators["a2b"], state, source=str(pth)).state_dict()
+    checkpoint = new_checkpoint("fast_style", translators, {f"net.{k}": v for k, v in weights.items()},
+                                {"network": network}, imported_from={"fast_neural_style": str(pth)})
+    return _write(checkpoint, output)
+
+
 def _write(checkpoint: dict, output: str | os.PathLike) -> Path:
     from ..atomic import atomic_target, remove_stale_temps
 
@@ -144,14 +195,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     cyclegan = [args.g_a, args.g_b, args.d_a, args.d_b]
-    sources = sum(bool(x) for x in (any(cyclegan), args.ugatit, args.cut))
+    sources = sum(bool(x) for x in (any(cyclegan), args.ugatit, args.cut, args.adain_decoder or args.adain_vgg,
+                                          args.fast_neural_style))
     if sources != 1 or (any(cyclegan) and not (args.g_a and args.g_b)):
-        parser.error("give one kind of file: --g-a and --g-b (reference CycleGAN), --ugatit (official U-GAT-IT) "
-                     "or --cut (official CUT/FastCUT)")
+        parser.error("give one kind of file: --g-a and --g-b (reference CycleGAN), --ugatit (official U-GAT-IT), "
+                     "--cut (official CUT/FastCUT), --adain-decoder with --adain-vgg (pytorch-AdaIN) or "
+                     "--fast-neural-style (pytorch/examples)")
+    if bool(args.adain_decoder) != bool(args.adain_vgg):
+        parser.error("--adain-decoder and --adain-vgg go together: a decoder only works with the encoder it was "
+                     "trained with (pytorch-AdaIN's vgg_normalised.pth)")
     if (args.cut_d or args.cut_f) and not args.cut:
         parser.error("--cut-d and --cut-f go with --cut")
     try:
-        if args.cut is not None:
+        if args.fast_neural_style is not None:
+            path = import_fast_neural_style(args.fast_neural_style, args.output)
+        elif args.adain_decoder is not None:
+            path = import_adain(args.adain_decoder, args.adain_vgg, args.output)
+        elif args.cut is not None:
             path = import_cut(args.cut, args.output, d=args.cut_d, f=args.cut_f, family=args.family)
         elif args.ugatit is not None:
             path = import_ugatit(args.ugatit, args.output)

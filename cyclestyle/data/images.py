@@ -29,8 +29,10 @@ def is_image_name(name: str) -> bool:
 
 
 def walk_images(root: Path, *, max_depth: int | None = None,
-                keep: Callable[[tuple[str, ...]], bool] | None = None) -> Iterator[Path]:
-    """Regular image files under `root` (symlinks followed), each real folder read once.
+                keep: Callable[[tuple[str, ...]], bool] | None = None,
+                names: Callable[[str], bool] = is_image_name) -> Iterator[Path]:
+    """Regular image files (or files whose name passes `names`) under `root` (symlinks followed),
+    each real folder read once.
 
     Folders behind a symlink are read after all those reachable without one, so a folder that is
     also linked from elsewhere is found under its own path. `max_depth` limits how many
@@ -60,7 +62,7 @@ def walk_images(root: Path, *, max_depth: int | None = None,
                     if max_depth is None or depth < max_depth:
                         (linked if entry.is_symlink() else subfolders).append((path, depth + 1))
                     continue
-                if not is_image_name(entry.name) or (keep and not keep(path.relative_to(root).parts)):
+                if not names(entry.name) or (keep and not keep(path.relative_to(root).parts)):
                     continue
                 if entry.is_file():
                     yield path

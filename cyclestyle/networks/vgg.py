@@ -224,7 +224,9 @@ class VGGFeatures(nn.Module):
         self.layers = tuple(dict.fromkeys(layers))  # requested, in order, de-duplicated
         self.depth = max(names.index(name) for name in self.layers) + 1  # modules to build and run
         state, source = (None, "torchvision") if weights is None else _read_weights(weights, download, arch)
-        normalised = source == "none"  # pytorch-AdaIN's VGG: its own padding, pooling and input conv
+        # pytorch-AdaIN's VGG (its file, or preprocessing="none" to build it empty, e.g. for a checkpoint
+        # that holds its weights): its own input conv, padding and pooling
+        normalised = source == "none" or (state is None and preprocessing == "none")
         self.input = nn.Conv2d(3, 3, kernel_size=1) if normalised else nn.Identity()
         modules, in_ch = [], 3
         for name in names[: self.depth]:
