@@ -7,10 +7,10 @@ import os
 import sys
 
 COMMANDS = {
-    "train": "train a translation model (model=cyclegan|ugatit|cut|fastcut|fast_style|multi_style); arguments are Hydra overrides (see `cyclestyle train --help`)",
-    "translate": "translate image files, folders or glob patterns with a trained model",
+    "train": "train a translation model (model=cyclegan|ugatit|cut|fastcut|fast_style|multi_style|adain); arguments are Hydra overrides (see `cyclestyle train --help`)",
+    "translate": "translate image and video files, folders or glob patterns with a trained model (style models: --style, --style-index, --style-mix)",
     "export": "write one direction's translator as ONNX, pt2 (torch.export) or TorchScript",
-    "import-reference": "turn reference CycleGAN .pth files, an official U-GAT-IT or CUT checkpoint or a pytorch/examples fast_neural_style model into a cyclestyle checkpoint",
+    "import-reference": "turn reference CycleGAN .pth files, an official U-GAT-IT or CUT checkpoint, a pytorch/examples fast_neural_style model or pytorch-AdaIN's decoder into a cyclestyle checkpoint",
     "pack": "pack an image folder into a streaming data set (local or object storage) for data=stream",
     "stylize": "repaint photos in the style of style images by optimising their pixels (Gatys et al.; --photorealistic: Luan et al.)",
 }
@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="cyclestyle",
         description="Unpaired image-to-image translation: train CycleGAN, U-GAT-IT, CUT or FastCUT models from two image "
-        "folders (or feed-forward style networks from photos and paintings), translate photo libraries with them, export them.",
+        "folders (or feed-forward style networks from photos and paintings: fast_style, multi_style, adain), translate photo "
+        "libraries and videos with them, export them; or stylize photos by optimisation.",
         epilog="Run `cyclestyle COMMAND --help` for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")

@@ -109,7 +109,8 @@ STYLE_FAMILIES = {"fast_style": "FastStyle", "multi_style": "MultiStyle"}
 
 
 @pytest.mark.parametrize("family", sorted(STYLE_FAMILIES))
-@pytest.mark.parametrize("data", [*DATA, ["data=content", "data.content=x"]], ids=lambda d: d[0])
+@pytest.mark.parametrize("data", [*DATA, ["data=content", "data.content=x"], ["data=content_stream", "data.content=x"]],
+                         ids=lambda d: d[0])
 def test_style_families_compose_with_every_data_option(family, data, tmp_path):
     cfg = compose_config([f"model={family}", *data, "model.vgg.weights=null", "model.network.channels=4"], tmp_path)
     model = instantiate(cfg.model, _convert_="all")

@@ -141,6 +141,34 @@ def test_content_data_yields_domain_a_only_and_holds_photos_out(tmp_path):
         missing.setup("fit")
 
 
+def test_content_stream_packs_a_folder_and_yields_domain_a_only(tmp_path):
+    """data=content_stream: a folder is packed once and streamed; batches and validation hold A only;
+    a missing source is named by its setting; a fast_style run trains on it."""
+    from cyclestyle.train import train
+
+    streamed = [o for o in NO_METRICS if not o.startswith("data.persistent_workers")]  # litdata keeps its own
+    write_images(tmp_path / "photos", 8, seed=3)
+    overrides = ["data=content_stream", f"data.content={tmp_path / 'photos'}", f"data.cache_dir={tmp_path / 'cache'}",
+                 "data.num_val=2", "data.batch_size=2"]
+    cfg = compose_config([*overrides, *streamed, *FAMILY_TINY["fast_style"]], tmp_path / "out")
+    data = instantiate(cfg.data)
+    data.prepare_data()
+    data.setup("fit")
+    assert list(data.streams) == ["a"] and len(list((tmp_path / "cache" / "packed").iterdir())) == 1
+    batch, *_ = next(iter(data.train_dataloader()))  # CombinedLoader: (batch, index, loader index)
+    assert set(batch) == {"A"} and batch["A"].shape == (2, 3, 32, 32)
+    val = next(iter(data.val_dataloader()))
+    assert set(val) == {"A"} and val["A"].shape == (2, 3, 32, 32)
+    missing = instantiate(compose_config([*overrides[:1], f"data.content={tmp_path / 'none'}", *streamed,
+                                          *FAMILY_TINY["fast_style"]], tmp_path / "out2").data)
+    with pytest.raises(FileNotFoundError, match=r"data\.content"):
+        missing.setup("fit")
+    cfg = compose_config([*overrides, *streamed, *FAMILY_TINY["fast_style"], "trainer.max_steps=2",
+                          "trainer.max_epochs=-1", "model.vgg.weights=null"], tmp_path / "run")
+    trainer, _ = train(cfg)
+    assert trainer.global_step == 2
+
+
 # --- pytorch/examples fast_neural_style files ---------------------------------------------------
 def examples_file(path, *, old_pytorch: bool = True) -> torch.nn.Module:
     """A saved model in pytorch/examples' layout (their images 0-255 in and out); files from old
@@ -348,7 +376,7 @@ def test_training_brings_the_style_loss_of_held_out_photos_well_below_its_start(
 
 @pytest.mark.slow
 def test_multi_style_learns_distinct_styles_and_a_half_half_mix_lies_between(demo_photos, tmp_path):
-    _, model = fit("multi_style", demo_photos, tmp_path, 160)
+    _, model = fit("multi_style", demo_photos, tmp_path, 320)
     assert "--style-index K (0..1, in the order above)" in (tmp_path / "model_card.md").read_text()
     x = torch.cat([read(p) for p in sorted((demo_photos / "testA").iterdir())])  # (N, 3, 40, 40)
     own = torch.eye(2)
@@ -358,7 +386,7 @@ def test_multi_style_learns_distinct_styles_and_a_half_half_mix_lies_between(dem
         # each style's outputs match their own style's Grams better than the other style's outputs do
         for k, (mine, other) in enumerate(((y0, y1), (y1, y0))):
             styles = torch.full((len(x),), k, dtype=torch.long)
-            assert model.losses(x, mine, styles)["style"] < 0.8 * model.losses(x, other, styles)["style"]
+            assert model.losses(x, mine, styles)["style"] < 0.6 * model.losses(x, other, styles)["style"]  # ~0.3-0.4
     apart = (y0 - y1).abs().mean()
     assert apart > 0.1
     assert (half - y0).abs().mean() < 0.8 * apart and (half - y1).abs().mean() < 0.8 * apart

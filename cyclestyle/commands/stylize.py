@@ -152,37 +152,22 @@ def _content_mask(setting: str | None, relative: Path) -> Path | None:
     raise FileNotFoundError(f"no mask for it in the --content-mask folder {folder} (looked for {relative.with_suffix('.*')})")
 
 
-def _jobs(contents, styles, output: Path, blend: bool) -> list[tuple[Path, Path, Path, list[int]]]:
-    """(content, its relative path, target, indices of the styles it uses) for every combination
-    (or every blend)."""
-    groups = [list(range(len(styles)))] if blend else [[i] for i in range(len(styles))]
-    jobs, seen = [], {}
-    for source, relative, _ in contents:
-        for group in groups:
-            name = "+".join(styles[i].stem for i in group)
-            target = output / relative.parent / f"{relative.stem}__{name}.png"
-            if target in seen:
-                raise ValueError(f"{source} and {seen[target]} would both be written to {target}")
-            seen[target] = source
-            jobs.append((source, relative, target, group))
-    return jobs
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ..atomic import atomic_target, remove_stale_temps
     from ..data.images import IMAGE_EXTENSIONS, load_rgb
     from ..inference.devices import bf16_trap, resolve_device, resolve_precision
-    from ..inference.files import check_writable, collect, plan
+    from ..inference.files import check_writable, collect, is_video, plan, plan_styled
     from ..neural_style import stylize
 
     try:
         _validate(args)
         output = Path(args.output).expanduser()
-        for inputs in (args.contents, args.style):  # refuses an output inside an input folder (translate's rule)
-            plan(inputs, output)
-        contents = collect(args.contents)
+        plan(args.style, output)  # refuses an output inside an input folder (translate's rule; plan_styled's too)
         style_paths = [path for path, _, _ in collect(args.style)]
+        planned = [job for job in plan_styled(args.contents, output, [p.stem for p in style_paths], blend=args.blend)
+                   if not is_video(job.source)]  # videos: `cyclestyle translate` with a style model
+        relative = {source: rel for source, rel, _ in collect(args.contents)}  # where --content-mask looks
         if args.style_mask is not None and len(args.style_mask) != len(style_paths):
             raise ValueError(f"{len(args.style_mask)} --style-mask images for {len(style_paths)} style images: give one per style")
         style_masks = None if args.style_mask is None else [load_rgb(Path(m).expanduser()) for m in args.style_mask]
@@ -210,15 +195,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.blend and len(styles) < len(style_paths):
         jobs = []  # a blend missing a style is a different blend: make none
     else:
-        jobs = [job for job in _jobs(contents, style_paths, output, args.blend) if all(i in styles for i in job[3])]
+        jobs = [job for job in planned if all(i in styles for i in job.styles)]
     done = skipped = 0
-    for source, relative, target, group in jobs:
+    for source, target, group in ((job.source, job.target, job.styles) for job in jobs):
         if target.exists() and not args.overwrite:
             skipped += 1
             continue
         try:
             content = load_rgb(source)
-            mask_path = _content_mask(args.content_mask, relative)
+            mask_path = _content_mask(args.content_mask, relative[source])
             content_mask = None if mask_path is None else load_rgb(mask_path)
         except (OSError, ValueError) as error:
             if all(f != source for f, _ in failed):

@@ -11,11 +11,12 @@ from pathlib import Path
 
 DESCRIPTION = """\
 Translate images and videos with a trained model. MODEL is a cyclestyle checkpoint (.ckpt) of any family
-(CycleGAN, U-GAT-IT, CUT, FastCUT), a file written by `cyclestyle export` (.onnx, .pt2, .pt), a
+(CycleGAN, U-GAT-IT, CUT, FastCUT, fast_style, multi_style, AdaIN), a file written by `cyclestyle export` (.onnx, .pt2, .pt), a
 reference CycleGAN generator (.pth, e.g. the zoo's latest_net_G.pth), an official CUT generator
 (latest_net_G.pth), an official U-GAT-IT checkpoint (*_params_*.pt) or a pytorch/examples
 fast_neural_style model (candy.pth, mosaic.pth, ...); architectures are read from the weights.
-multi_style checkpoints need --style-index or --style-mix. Networks tied to one input size (full-mode U-GAT-IT) run on tiles of that size. INPUTs are image and video files,
+multi_style checkpoints need --style-index or --style-mix, AdaIN ones --style images (every content x
+style, `<content>__<style>.png`, or their blend). Networks tied to one input size (full-mode U-GAT-IT) run on tiles of that size. INPUTs are image and video files,
 folders (searched recursively) and glob patterns (quote them); the output folder mirrors their
 relative paths. Every image keeps its size: it is padded to the multiple the network needs and
 cropped back. Alpha channels are kept (png, webp, tif outputs); grayscale inputs give RGB outputs.

@@ -1,4 +1,5 @@
-"""One folder of content photos (`data=content data.content=DIR`) for the feed-forward style families.
+"""One collection of content photos for the feed-forward style families: a folder
+(`data=content data.content=DIR`) or a stream (`data=content_stream data.content=URI`).
 
 The two-domain datamodule with domain A only: the same scanning, decoding (broken files skipped),
 augmentation, DDP sharding and exact mid-epoch resume (`UnpairedDataModule` and its sampler), with
@@ -6,35 +7,12 @@ batches {"A": (B, 3, H, W) in [-1, 1]}. The style images are the model's (`model
 """
 from __future__ import annotations
 
-from pathlib import Path
-
-import albumentations as A
-import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from .datamodule import PositionedLoader, UnpairedDataModule
-from .datasets import ImageFolderReader
-from .sampling import Item
-from .transforms import seed_augmentation
+from .datasets import OneDomain
 
 SETTINGS = {"a": "data.content", "val_a": "data.val_content"}
-
-
-class ContentImages(Dataset):
-    """Training: item (i, _, seed) -> {"A": image i augmented with `seed`}; validation (`transform`
-    without randomness): item i -> {"A": image i}."""
-
-    def __init__(self, files: list[Path], transform: A.Compose) -> None:
-        self.images, self.transform = ImageFolderReader(files), transform
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, item: Item | int) -> dict[str, torch.Tensor]:
-        if isinstance(item, int):
-            return {"A": self.transform(image=self.images.read(item))["image"]}
-        index, _, seed = item
-        return {"A": seed_augmentation(self.transform, seed)(image=self.images.read(index))["image"]}
 
 
 class ContentDataModule(UnpairedDataModule):
@@ -50,8 +28,9 @@ class ContentDataModule(UnpairedDataModule):
         return SETTINGS[key]
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(ContentImages(self.files["a"], self.train_transform), sampler=self.sampler,
+        return self._loader(OneDomain(self.files["a"], self.train_transform), sampler=self.sampler,
                             loader=PositionedLoader)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(ContentImages(self.files["val_a"], self.val_transform), shuffle=False)
+        return self._loader(OneDomain(self.files["val_a"], self.val_transform), shuffle=False)
+

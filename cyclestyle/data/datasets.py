@@ -78,3 +78,20 @@ class PairedByIndex(_TwoDomains):
         a = self.transform(image=self.a.read(i % len(self.a)))["image"]
         b = self.transform(image=self.b.read(i % len(self.b)))["image"]
         return {"A": a, "B": b}
+
+
+class OneDomain(Dataset):
+    """Domain A alone (the style families' content photos): a sampler item (i, _, seed) -> {"A": image i
+    augmented with `seed`}; an index i (validation, `transform` without randomness) -> {"A": image i}."""
+
+    def __init__(self, files, transform: A.Compose) -> None:
+        self.images, self.transform = ImageFolderReader(files), transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, item: Item | int) -> dict[str, torch.Tensor]:
+        if isinstance(item, int):
+            return {"A": self.transform(image=self.images.read(item))["image"]}
+        index, _, seed = item
+        return {"A": seed_augmentation(self.transform, seed)(image=self.images.read(index))["image"]}

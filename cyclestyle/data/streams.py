@@ -34,7 +34,7 @@ from pytorch_lightning.utilities import CombinedLoader, rank_zero_info
 from torch.utils.data import DataLoader
 
 from .datamodule import TwoDomainDataModule
-from .datasets import PairedByIndex
+from .datasets import OneDomain, PairedByIndex
 from .images import find_images, load_rgb
 from .object_store import allow_plain_http_endpoint, is_remote, is_stream
 from .transforms import seed_augmentation
@@ -192,15 +192,21 @@ class StreamingUnpairedDataModule(TwoDomainDataModule):
     ) -> None:
         super().__init__(num_val=num_val, preprocess=preprocess, load_size=load_size, crop_size=crop_size, flip=flip,
                          batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory, seed=seed)
-        self.sources = {"a": str(a), "b": str(b), "val_a": val_a, "val_b": val_b}
+        self.sources = {"a": str(a), "b": None if b is None else str(b), "val_a": val_a, "val_b": val_b}
         self.cache_dir, self.chunk_cache_dir, self.max_cache_size = Path(cache_dir).expanduser(), chunk_cache_dir, max_cache_size
         self.streams: dict[str, str] = {}
         self._b: EndlessPasses | None = None  # the running B stream, closed in teardown
 
+    domains: tuple[str, ...] = ("a", "b")  # a one-domain subclass (data=content_stream) streams "a" only
+
+    def _setting(self, key: str) -> str:
+        """The config setting behind source `key` ("a", "val_a", ...), for messages."""
+        return f"data.{key}"
+
     def _packed_folder(self, key: str) -> Path:
         """Where folder `data.<key>` is packed: keyed by its path and its files' names, sizes and times."""
         folder = self.sources[key]
-        files = find_images(folder, setting=f"data.{key}")
+        files = find_images(folder, setting=self._setting(key))
         listing = "\n".join(f"{f}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
         digest = hashlib.sha256(os.fsencode(f"{Path(folder).expanduser().resolve()}\n{listing}")).hexdigest()[:16]
         return self.cache_dir / "packed" / f"{Path(folder).name}-{digest}"
@@ -209,13 +215,13 @@ class StreamingUnpairedDataModule(TwoDomainDataModule):
         """Packs folder domains into the cache (once per node: Lightning runs this on local rank 0)."""
         from .packing import pack
 
-        for key in ("a", "b"):
+        for key in self.domains:
             source = self.sources[key]
             if is_stream(source):
                 continue
             target = self._packed_folder(key)
             if not (target / "index.json").is_file():
-                rank_zero_info(f"data.{key}={source}: packing the folder for streaming into {target}")
+                rank_zero_info(f"{self._setting(key)}={source}: packing the folder for streaming into {target}")
                 result = pack(source, str(target), max_side=None, image_format="original", overwrite=True,
                               progress=False)
                 for path, reason in result.skipped:
@@ -225,26 +231,28 @@ class StreamingUnpairedDataModule(TwoDomainDataModule):
         """Resolves each domain to a stream (here, not earlier: litdata reads the rank when opened)."""
         if self.streams:
             return
-        for key in ("a", "b"):
+        for key in self.domains:
             source = self.sources[key]
             if not is_remote(source) and not Path(source).expanduser().exists():
-                raise FileNotFoundError(f"data.{key}: not found: {source}")
+                raise FileNotFoundError(f"{self._setting(key)}: not found: {source}")
             self.streams[key] = source if is_stream(source) else str(self._packed_folder(key))
-            open_stream(self.streams[key], setting=f"data.{key}", cache_dir=self.chunk_cache_dir)  # fail early, by name
+            open_stream(self.streams[key], setting=self._setting(key), cache_dir=self.chunk_cache_dir)  # fail early, by name
 
     def _stream_loader(self, key: str, seed: int) -> Any:
-        dataset = open_stream(self.streams[key], setting=f"data.{key}", transform=self.train_transform, shuffle=True,
+        dataset = open_stream(self.streams[key], setting=self._setting(key), transform=self.train_transform, shuffle=True,
                               seed=seed, cache_dir=self.chunk_cache_dir, max_cache_size=self.max_cache_size)
         if len(dataset) < self.batch_size:
-            raise ValueError(f"data.{key}={self.sources[key]}: {len(dataset)} images per rank, fewer than "
+            raise ValueError(f"{self._setting(key)}={self.sources[key]}: {len(dataset)} images per rank, fewer than "
                              f"data.batch_size={self.batch_size}")
         return litdata.StreamingDataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers,
                                            pin_memory=self._pin_memory(), drop_last=True)
 
     def train_dataloader(self) -> CombinedLoader:
         self.teardown()  # a previous B stream, if Lightning reloads the loaders
-        a = StreamPass(self._stream_loader("a", self.seed), f"data.a={self.sources['a']}")
-        self._b = EndlessPasses(self._stream_loader("b", self.seed + 1), f"data.b={self.sources['b']}")
+        a = StreamPass(self._stream_loader("a", self.seed), f"{self._setting('a')}={self.sources['a']}")
+        if "b" not in self.domains:
+            return CombinedLoader({"A": a}, mode="min_size")
+        self._b = EndlessPasses(self._stream_loader("b", self.seed + 1), f"{self._setting('b')}={self.sources['b']}")
         return CombinedLoader({"A": a, "B": self._b}, mode="min_size")  # A's pass sets the epoch
 
     def teardown(self, stage: str | None = None) -> None:
@@ -253,14 +261,15 @@ class StreamingUnpairedDataModule(TwoDomainDataModule):
             self._b.close()
 
     def val_dataloader(self) -> DataLoader:
-        images = [self._validation_images(domain) for domain in ("a", "b")]
-        dataset = PairedByIndex(*images, self.val_transform)
+        images = [self._validation_images(domain) for domain in self.domains]
+        dataset = PairedByIndex(*images, self.val_transform) if len(images) == 2 else OneDomain(images[0], self.val_transform)
         return DataLoader(dataset, batch_size=self.batch_size, num_workers=0, shuffle=False)
 
     def _validation_images(self, domain: str) -> Sequence:
         source = self.sources[f"val_{domain}"]
         if source is not None and not is_stream(source):
-            return find_images(source, setting=f"data.val_{domain}")
-        stream = open_stream(source or self.streams[domain], setting=f"data.val_{domain}" if source else f"data.{domain}",
+            return find_images(source, setting=self._setting(f"val_{domain}"))
+        stream = open_stream(source or self.streams[domain],
+                             setting=self._setting(f"val_{domain}" if source else domain),
                              cache_dir=self.chunk_cache_dir)
         return ValidationSlice(stream, self.num_val)
