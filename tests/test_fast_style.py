@@ -414,3 +414,16 @@ def test_the_loss_network_architecture_is_a_setting(arch, convs, tmp_path):
     cfg = tiny_cfg("fast_style", tmp_path, tmp_path / "out", f"model.vgg.arch={arch}")
     vgg = instantiate(cfg.model, _convert_="all")._vgg[0]
     assert sum(isinstance(m, torch.nn.Conv2d) for m in vgg.features) == convs
+
+
+def test_compile_is_the_shared_setting(tmp_path):
+    """fast_style takes model.compile like every family (true | false | auto, checked by name) and
+    compiles through the shared TranslationModel hooks."""
+    from cyclestyle.models.base import TranslationModel
+
+    cfg = tiny_cfg("fast_style", tmp_path, tmp_path / "out", "model.vgg.weights=null", "model.compile=auto")
+    model = instantiate(cfg.model, _convert_="all")
+    assert model.compile_networks == "auto" and type(model).on_train_start is TranslationModel.on_train_start
+    bad = tiny_cfg("fast_style", tmp_path, tmp_path / "out2", "model.vgg.weights=null", "model.compile=sometimes")
+    with pytest.raises(Exception, match=r"model\.compile='sometimes'"):  # Hydra wraps the ValueError
+        instantiate(bad.model, _convert_="all")

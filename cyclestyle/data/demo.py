@@ -41,7 +41,7 @@ def stylize(rgb: np.ndarray) -> np.ndarray:
     return np.clip((1 - WASH) * painted + WASH * PAPER_RGB + 0.5, 0, 255).astype(np.uint8)
 
 
-def _photos(short_side: int) -> list[np.ndarray]:
+def sample_photos(short_side: int) -> list[np.ndarray]:
     """The sample photographs, RGB, scaled so their shorter side is `short_side`."""
     from skimage import data as skimage_data
 
@@ -94,7 +94,7 @@ def build_demo(root: str | os.PathLike, *, size: int = 72, train_per_photo: int 
     for folder in splits.values():
         folder.mkdir()
     held_out = round(size * HELD_OUT_PER_PX)
-    for p, photo in enumerate(_photos(short_side=round(size * SHORT_SIDE_PER_PX))):
+    for p, photo in enumerate(sample_photos(short_side=round(size * SHORT_SIDE_PER_PX))):
         styled = stylize(photo)
         (photo_train, photo_test), (styled_train, styled_test) = _split(photo, held_out), _split(styled, held_out)
         crops = {

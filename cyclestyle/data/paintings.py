@@ -65,9 +65,9 @@ def _mosaic(rng: np.random.Generator) -> np.ndarray:
 
 
 def _watercolour(rng: np.random.Generator) -> np.ndarray:
-    from .demo import _photos, stylize
+    from .demo import sample_photos, stylize
 
-    photo = _photos(short_side=SIZE)[2]  # coffee.png
+    photo = sample_photos(short_side=SIZE)[2]  # coffee.png
     return stylize(np.ascontiguousarray(photo[:SIZE, :SIZE]))
 
 

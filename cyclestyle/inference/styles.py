@@ -113,6 +113,15 @@ def groups(styles: Styles) -> list[tuple[int, ...]]:
     return [tuple(range(count))] if styles.blend else [(i,) for i in range(count)]
 
 
+def _styled(styles: Styles, group: tuple[int, ...]) -> nn.Module:
+    """The bound network (`styles.net`) with style `group` (one image, or the blend of several)."""
+    from ..networks.adain import StyledAdaIN
+
+    weights = [styles.weights[i] for i in group] if styles.weights else None
+    return StyledAdaIN(styles.net, [styles.images[i] for i in group], weights=weights, alpha=styles.alpha,
+                       preserve_color=styles.preserve_color)
+
+
 def bind_for(styles: Styles | None):
     """`load_generator(bind=...)`: binds a style-image network (condition "style_image") to the
     first style group; style options for a network without a style input are an error, as is a
@@ -121,13 +130,8 @@ def bind_for(styles: Styles | None):
         if condition == "style_image":
             if styles is None:
                 raise ValueError("this AdaIN model stylises with any style image: give --style STYLE...")
-            from ..networks.adain import StyledAdaIN
-
             styles.net = net
-            chosen = groups(styles)[0]
-            return StyledAdaIN(net, [styles.images[i] for i in chosen],
-                               weights=[styles.weights[i] for i in chosen] if styles.weights else None,
-                               alpha=styles.alpha, preserve_color=styles.preserve_color)
+            return _styled(styles, groups(styles)[0])
         if condition is None and styles is not None:
             raise ValueError(f"--style (and {STYLE_FLAGS}) apply to AdaIN checkpoints only; this model "
                              f"takes no style image")
@@ -147,15 +151,12 @@ def runs(generator, styles: Styles | None, jobs: list, *, precision: str, compil
     if styles.net is None:
         raise ValueError("--style needs a cyclestyle AdaIN checkpoint (.ckpt); exported files take the "
                          "style as their second input")
-    from ..networks.adain import StyledAdaIN
     from .sources import Generator
 
     out = []
     for i, group in enumerate(groups(styles)):
         if i:
-            module = StyledAdaIN(styles.net, [styles.images[j] for j in group], alpha=styles.alpha,
-                                 preserve_color=styles.preserve_color)
-            generator = Generator(module.eval().to(generator.device), size_multiple=generator.size_multiple,
+            generator = Generator(_styled(styles, group).eval().to(generator.device), size_multiple=generator.size_multiple,
                                   fixed_size=generator.fixed_size, device=generator.device,
                                   precision=precision, spec=generator.spec, compile=compile)
         out.append((generator, [job for job in jobs if job.styles == group]))

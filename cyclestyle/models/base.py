@@ -96,6 +96,35 @@ class TranslationModel(pl.LightningModule):
         """Extra model-card lines about the architecture (family-specific)."""
         return []
 
+    # `model.compile`: true, false or auto (`cyclestyle.compiling`); a family sets it with `check_setting`.
+    compile_networks: bool | str = False
+
+    def setup(self, stage: str) -> None:
+        if self.compile_networks is True:
+            self._compile_networks()
+
+    def on_train_start(self) -> None:
+        """`auto` decides here, when the fit loop knows how many iterations remain. Asking Lightning
+        earlier (in `setup`) builds the training DataLoader before a resumed run has restored the
+        sampler's position, and the resume is no longer exact."""
+        if self.compile_networks != "auto":
+            return
+        try:  # max_steps, or max_epochs x batches per epoch; inf for unbounded runs
+            iterations = float(self.trainer.estimated_stepping_batches) - self.global_step
+        except Exception:  # noqa: BLE001 -- e.g. a loader without a length: unknown, not compiled
+            iterations = None
+        chosen, why = resolve_compile("auto", iterations=iterations, device=self.trainer.strategy.root_device)
+        rank_zero_info(why + (f"; compiled graphs are cached in {cache_dir()}" if chosen else ""))
+        if chosen:
+            self._compile_networks()
+
+    def _compile_networks(self) -> None:
+        """torch.compile every network in place (checkpoint keys do not change), caches kept on disk."""
+        keep_compile_caches()
+        for net in self.children():
+            if any(True for _ in net.parameters()):
+                net.compile()
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Every checkpoint carries the record `translate`, `export` and fine-tuning read."""
         from ..checkpoints import write_record
@@ -175,32 +204,6 @@ class GANModel(TranslationModel):
         """Runs after every generator update (e.g. clipping U-GAT-IT's ρ)."""
 
     # --- plumbing ---------------------------------------------------------------------------
-    def setup(self, stage: str) -> None:
-        if self.compile_networks is True:
-            self._compile_networks()
-
-    def on_train_start(self) -> None:
-        """`auto` decides here, when the fit loop knows how many iterations remain. Asking Lightning
-        earlier (in `setup`) builds the training DataLoader before a resumed run has restored the
-        sampler's position, and the resume is no longer exact."""
-        if self.compile_networks != "auto":
-            return
-        try:  # max_steps, or max_epochs x batches per epoch; inf for unbounded runs
-            iterations = float(self.trainer.estimated_stepping_batches) - self.global_step
-        except Exception:  # noqa: BLE001 -- e.g. a loader without a length: unknown, not compiled
-            iterations = None
-        chosen, why = resolve_compile("auto", iterations=iterations, device=self.trainer.strategy.root_device)
-        rank_zero_info(why + (f"; compiled graphs are cached in {cache_dir()}" if chosen else ""))
-        if chosen:
-            self._compile_networks()
-
-    def _compile_networks(self) -> None:
-        """torch.compile every network in place (checkpoint keys do not change), caches kept on disk."""
-        keep_compile_caches()
-        for net in self.children():
-            if any(True for _ in net.parameters()):
-                net.compile()
-
     def configure_optimizers(self):
         opt_g = self.optimizer(self.generator_parameters())
         opt_d = self.optimizer(self.discriminator_parameters())

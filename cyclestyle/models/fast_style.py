@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..compiling import check_setting
 from ..data.paintings import load_style
 from ..networks.transformer import TransformerNet
 from ..networks.vgg import VGGFeatures
@@ -83,7 +84,7 @@ class FastStyle(TranslationModel):
         styles_per_batch: int = 1,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         seed: int = 0,
-        compile: bool = False,
+        compile: bool | str = False,
     ) -> None:
         """`styles`: style image files or `builtin:NAME` paintings (read once, here); `network`:
         TransformerNet `channels`, `n_blocks`, `pixels`; `vgg`: VGGFeatures keywords (weights, pooling, ...) of the
@@ -107,7 +108,7 @@ class FastStyle(TranslationModel):
         self.content_weight, self.style_weight, self.tv_weight = float(content_weight), float(style_weight), float(tv_weight)
         self.styles_per_batch, self.seed = min(int(styles_per_batch), len(styles)), int(seed)
         self.optimizer = optimizer or (lambda params: torch.optim.Adam(params, lr=1e-3))
-        self.compile_networks = compile
+        self.compile_networks = check_setting(compile)
         try:
             loss_net = VGGFeatures(layers=[*self.content_layers, *self.style_layers], **dict(vgg or {}))
         except TypeError as error:  # an unknown keyword
@@ -155,10 +156,6 @@ class FastStyle(TranslationModel):
         return self.net(x, style) if self.conditional else self.net(x)
 
     # --- training -------------------------------------------------------------------------------
-    def setup(self, stage: str) -> None:
-        if self.compile_networks:
-            self.net.compile()
-
     def configure_optimizers(self):
         return self.optimizer(self.net.parameters())
 
