@@ -2,6 +2,9 @@
 import contextlib
 import copy
 import csv
+import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -242,6 +245,27 @@ def test_native_bf16_needs_avx512_bf16_or_amx_on_cpu(monkeypatch):
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda bf16=bf16: bf16)
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx)
         assert native_bf16(torch.device("cpu")) == (bf16 or amx)  # plain AVX-512 only emulates bf16
+
+
+def test_native_bf16_respects_onednns_isa_cap(monkeypatch):
+    """ONEDNN_MAX_CPU_ISA below AVX512_CORE_BF16 makes oneDNN emulate bf16 whatever the CPU has."""
+    from cyclestyle.inference.devices import native_bf16
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    for cap, native in (("AVX2", False), ("avx512_core", False), ("AVX512_CORE_BF16", True), ("ALL", True), ("", True)):
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+        assert native_bf16(torch.device("cpu")) == native, cap
+
+
+@pytest.mark.slow
+def test_an_avx2_only_cpu_reproduced_here_picks_fp32_and_measures_the_bf16_trap():
+    """With oneDNN and ATen limited to AVX2 (an AVX2-only CPU, as the benchmarks reproduce it), auto
+    picks fp32 and the warning's measured bf16 cost is real: emulated bf16 is many times slower."""
+    script = ("import torch; from cyclestyle.inference.devices import *; cpu = torch.device('cpu'); "
+              "print(native_bf16(cpu), resolve_precision('auto', cpu), bf16_slowdown(cpu) > 3)")
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "32", "True"]
 
 
 

@@ -24,7 +24,22 @@ def native_bf16(device: torch.device) -> bool:
         return False
     # torch.backends.mkldnn's bf16 check also accepts plain AVX-512, where bf16 is emulated (slower than fp32).
     checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
-    return any(check is not None and check() for check in checks)
+    return any(check is not None and check() for check in checks) and onednn_isa_cap() in (None, *_BF16_ISAS)
+
+
+# oneDNN's ISA names (ONEDNN_MAX_CPU_ISA) whose convolutions have bf16 dot products.
+_BF16_ISAS = ("AVX512_CORE_BF16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16", "AVX10_1_512", "AVX10_1_512_AMX",
+              "AVX10_1_512_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2")
+
+
+def onednn_isa_cap() -> str | None:
+    """The ISA oneDNN is limited to by ONEDNN_MAX_CPU_ISA (or its old name DNNL_MAX_CPU_ISA), None if
+    unlimited. A cap below AVX512_CORE_BF16 makes bf16 convolutions emulated even on a CPU that has
+    the instructions (it is how an AVX2-only CPU is reproduced on a newer one)."""
+    import os
+
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
+    return None if cap in ("", "ALL", "DEFAULT") else cap
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -86,9 +101,11 @@ def describe_machine() -> str:
                 flags = set(value.split())
     features = [name for flag, name in (("avx2", "AVX2"), ("avx512f", "AVX-512"), ("avx512_bf16", "AVX512-BF16"),
                                         ("amx_tile", "AMX")) if flag in flags]
-    cpu = torch.device("cpu")
-    text = (f"CPU: {model} ({', '.join(features) or 'no AVX2'}; native bf16: {'yes' if native_bf16(cpu) else 'no'}), "
-            f"{torch.get_num_threads()} torch threads; torch {torch.__version__}")
+    cpu, cap = torch.device("cpu"), onednn_isa_cap()
+    limits = "".join(f", {name} {value}" for name, value in (("oneDNN limited to", cap),
+                     ("ATen kernels", torch.backends.cpu.get_cpu_capability())) if value)
+    text = (f"CPU: {model} ({', '.join(features) or 'no AVX2'}{limits}; native bf16: "
+            f"{'yes' if native_bf16(cpu) else 'no'}), {torch.get_num_threads()} torch threads; torch {torch.__version__}")
     if torch.cuda.is_available():
         text += f"; GPU: {torch.cuda.get_device_name()} (native bf16: {native_bf16(torch.device('cuda'))})"
     return text
