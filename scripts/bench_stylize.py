@@ -6,7 +6,8 @@ The plain loop runs the whole VGG-19 `features` stack (all 16 convs and 5 pools,
 `torchvision.models.vgg19().features` does) in fp32 on every evaluation, recomputes the image's
 Grams with a naive per-layer `mm`, and lets one `LBFGS.step` call run N iterations. Ours: the VGG
 truncated after conv5_1, targets computed once, bf16 autocast where it is native
-(`cyclestyle.inference.devices`), the accepted point never evaluated twice.
+(`cyclestyle.inference.devices`) with the weights stored in bf16, Grams with a one-product
+backward that keeps the features' channels-last layout, the accepted point never evaluated twice.
 
 Reported per size: the plain loop's seconds for N iterations and its final objective (fp32, image
 clamped to [0, 1]); the seconds until ours reaches that objective (checked in fp32 after every step,
@@ -113,7 +114,7 @@ def ours_until(content: torch.Tensor, style: torch.Tensor, goal: float, max_step
                judge: GatysObjective) -> tuple[float | None, int, float]:
     """(seconds until the fp32 objective of our clamped image <= goal or None, steps, best objective)."""
     autocast = torch.bfloat16 if native_bf16(torch.device("cpu")) else None
-    vgg = feature_extractor((*CONTENT_LAYERS, *STYLE_LAYERS), "max", "caffe", "cpu")  # as `stylize` builds it
+    vgg = feature_extractor((*CONTENT_LAYERS, *STYLE_LAYERS), "max", "caffe", "cpu", autocast or torch.float32)  # as `stylize` builds it
     clock = {"spent": 0.0, "since": time.perf_counter(), "reached": None, "best": float("inf"), "steps": 0}
     objective = GatysObjective(vgg, content, [style], content_weight=CONTENT_WEIGHT, style_weight=STYLE_WEIGHT,
                                autocast=autocast)
@@ -151,8 +152,8 @@ def peak_memory(which: str, size: int, steps: int) -> float:
     if which == "plain":
         plain_loop(content, style, steps)
     else:
-        vgg = feature_extractor((*CONTENT_LAYERS, *STYLE_LAYERS), "max", "caffe", "cpu")
         autocast = torch.bfloat16 if native_bf16(torch.device("cpu")) else None
+        vgg = feature_extractor((*CONTENT_LAYERS, *STYLE_LAYERS), "max", "caffe", "cpu", autocast or torch.float32)
         optimise(GatysObjective(vgg, content, [style], content_weight=CONTENT_WEIGHT, style_weight=STYLE_WEIGHT,
                                 autocast=autocast), content, optimizer="lbfgs", steps=steps)
     return (_status_kb("VmHWM") - base) / 1024
