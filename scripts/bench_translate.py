@@ -35,7 +35,7 @@ from PIL import Image
 
 from cyclestyle.inference.devices import describe_machine, native_bf16
 from cyclestyle.pixels import from_rgb_array, psnr, to_uint8
-from cyclestyle.inference.batch import translate_files
+from cyclestyle.inference.batch import default_workers, translate_files
 from cyclestyle.inference.files import plan
 from cyclestyle.inference.sources import load_generator
 from cyclestyle.networks import build_generator
@@ -76,7 +76,7 @@ def ours(model_path: Path, folder: Path, out: Path, device: torch.device, precis
     warm = translate_files(jobs[:batch_size], generator, batch_size=batch_size, workers=0, progress=False)
     for job in jobs[:batch_size]:
         job.target.unlink()
-    summary = translate_files(jobs, generator, batch_size=batch_size, workers=2, progress=False)
+    summary = translate_files(jobs, generator, batch_size=batch_size, workers=default_workers(device), progress=False)
     assert summary.translated == len(jobs) and not summary.failed, summary
     return summary.seconds, warm.seconds
 
@@ -92,7 +92,7 @@ def ours_int8(model_path: Path, folder: Path, out: Path, batch_size: int) -> tup
     for job in jobs[:batch_size]:
         job.target.unlink()
     warm_up = time.perf_counter() - start
-    summary = translate_files(jobs, generator, batch_size=batch_size, workers=2, progress=False)
+    summary = translate_files(jobs, generator, batch_size=batch_size, workers=default_workers(torch.device("cpu")), progress=False)
     assert summary.translated == len(jobs) and not summary.failed, summary
     return summary.seconds, warm_up, calibration.psnr
 

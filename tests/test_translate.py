@@ -1,6 +1,7 @@
 """`cyclestyle translate`: model sources, inputs/outputs, never losing work, tiling, precision."""
 from __future__ import annotations
 
+import os
 import pickle
 import subprocess
 import sys
@@ -52,7 +53,8 @@ def run(*args: str) -> int:
     return translate_main([*map(str, args), "--no-progress"])
 
 
-def test_folder_tree_sizes_modes_and_broken_files(checkpoint, tmp_path, capsys):
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_folder_tree_sizes_modes_and_broken_files(checkpoint, tmp_path, capsys, workers):
     src, out = tmp_path / "photos", tmp_path / "out"
     (src / "trip" / "day1").mkdir(parents=True)
     rgba = np.zeros((29, 37, 4), np.uint8)
@@ -69,7 +71,7 @@ def test_folder_tree_sizes_modes_and_broken_files(checkpoint, tmp_path, capsys):
     (src / "trip" / "day1" / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 3])
     (src / "notes.png").write_text("not an image")
 
-    assert run(checkpoint, src, "--output", out, "--precision", "32") == 1  # some inputs failed
+    assert run(checkpoint, src, "--output", out, "--precision", "32", "--workers", workers) == 1  # some inputs failed
     err = capsys.readouterr().err
     assert "truncated.jpg" in err and "notes.png" in err
     produced = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
@@ -293,6 +295,17 @@ def test_device_and_precision_choice():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU"):
             resolve_device("cuda:1")
+
+
+def test_decode_workers_default_to_the_cores_torch_leaves_free(monkeypatch):
+    """On the CPU a decode worker takes time from the generator's threads; a GPU is fed by 2."""
+    from cyclestyle.inference.batch import default_workers
+
+    for cores, threads, expected in ((2, 2, 0), (4, 2, 2), (3, 2, 1), (16, 8, 2), (1, 1, 0)):
+        monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
+        monkeypatch.setattr(torch, "get_num_threads", lambda threads=threads: threads)
+        assert default_workers(torch.device("cpu")) == expected, (cores, threads)
+        assert default_workers(torch.device("cuda")) == min(2, cores)
 
 
 def test_help_explains_every_option():

@@ -62,8 +62,10 @@ def build_parser(prog: str = "cyclestyle translate") -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=None,
                         help="images (or frames of a video) per batch; only images of one size share a batch "
                              "(default: 8 on a GPU, 1 on the CPU, where larger batches are no faster)")
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                        help="processes decoding inputs and threads encoding outputs; 0 = all in the main process (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes decoding inputs and threads encoding outputs; 0 = all in the main process "
+                             "(default: 2 on a GPU; on the CPU only cores torch leaves free, 0 when it uses them all, "
+                             "as decoding would slow the generator)")
     parser.add_argument("--device", default="auto", help="auto (a CUDA GPU if present, else the CPU) | cpu | cuda | cuda:N (default: auto)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="auto = bf16 where the hardware runs it natively (CPUs with AVX512-BF16/AMX, Ampere+ GPUs), "
@@ -110,7 +112,7 @@ def build_parser(prog: str = "cyclestyle translate") -> argparse.ArgumentParser:
 def _validate(args: argparse.Namespace) -> None:
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.workers < 0:
+    if args.workers is not None and args.workers < 0:
         raise ValueError(f"--workers must be >= 0, got {args.workers}")
     if not 1 <= args.quality <= 100:
         raise ValueError(f"--quality must be in 1..100, got {args.quality}")
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ..atomic import remove_stale_temps
     from ..data.images import IMAGE_EXTENSIONS
-    from ..inference.batch import translate_files
+    from ..inference.batch import default_workers, translate_files
     from ..inference.devices import bf16_trap, resolve_device, resolve_precision
     from ..inference.files import check_writable, is_video, plan, plan_styled
     from ..inference.styles import read_styles, runs
@@ -223,11 +225,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{counts}; device {device}, precision {precision_note} (override with --device/--precision)",
           file=sys.stderr)
     batch_size = args.batch_size or (8 if generator.device.type == "cuda" else 1)
+    workers = default_workers(generator.device) if args.workers is None else args.workers
     summaries = []
     with _sigterm_unwinds():
         for generator, jobs, videos in style_runs:  # one run per style (or blend) of a style model, else one
             if jobs or not videos:
-                summaries.append(translate_files(jobs, generator, batch_size=batch_size, workers=args.workers,
+                summaries.append(translate_files(jobs, generator, batch_size=batch_size, workers=workers,
                                                  tile=args.tile, tile_overlap=args.tile_overlap, overwrite=args.overwrite,
                                                  quality=args.quality, progress=not args.no_progress))
             if videos:

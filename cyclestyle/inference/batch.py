@@ -4,6 +4,7 @@ atomically while the next batch runs. Broken inputs, and inputs the generator fa
 and skipped, never fatal."""
 from __future__ import annotations
 
+import os
 import time
 from collections import defaultdict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -76,6 +77,14 @@ def size_batches(sizes: list[tuple[int, int] | None], batch_size: int) -> list[l
 
 def _as_list(items: list[dict]) -> list[dict]:
     return items
+
+
+def default_workers(device: torch.device) -> int:
+    """Decode processes for `translate`: 2 feeding a GPU; on the CPU only cores the generator
+    leaves free (torch uses one thread per core), as a worker there takes time from its
+    convolutions (2 cores, 256 px: 2.10 images/s with 0 workers, 1.96-2.03 with 2)."""
+    cores = os.cpu_count() or 1
+    return min(2, cores) if device.type == "cuda" else min(2, max(0, cores - torch.get_num_threads()))
 
 
 def translate_files(
