@@ -303,6 +303,16 @@ def test_style_options_on_a_model_without_styles_are_an_error(tmp_path, capfd):
     assert "--style-index/--style-mix apply to multi_style models only; this model takes no style" in capfd.readouterr().err
 
 
+def test_loading_a_conditioned_checkpoint_without_its_style_options_names_them(multi_ckpt):
+    from cyclestyle.inference import load_generator
+    from cyclestyle.inference.style_mix import style_mix_binding
+
+    _, ckpt, _ = multi_ckpt
+    with pytest.raises(ValueError, match=r"multi\.ckpt.*style_mix.*--style-index/--style-mix.*style_mix_binding"):
+        load_generator(ckpt)
+    assert load_generator(ckpt, bind=style_mix_binding(index=1)).module is not None
+
+
 def test_export_bakes_one_style_in_or_takes_the_weights_as_a_second_input(multi_ckpt, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     from cyclestyle.commands.export import main as export_main

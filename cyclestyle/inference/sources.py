@@ -227,7 +227,11 @@ def load_generator(
     if bind is not None:
         net = bind(net.eval(), condition)
     elif condition is not None:
-        raise ValueError(f"{path}: a style-conditioned model ({condition}): give its style options")
+        options = {"style_mix": "translate's --style-index/--style-mix; in Python bind=style_mix_binding(...) "
+                                "from cyclestyle.inference.style_mix",
+                   "style_image": "translate's --style; in Python bind=bind_for(...) from cyclestyle.inference.styles"}
+        raise ValueError(f"{path}: a style-conditioned model ({condition}) needs its style options: "
+                         f"{options.get(condition, 'bind=...')}")
     return Generator(net.eval().to(device), size_multiple=multiple, fixed_size=fixed_size, device=device,
                      precision=precision, spec=spec, compile=compile)
 
