@@ -244,6 +244,7 @@ def test_coarse_start_runs_first_at_half_the_size(photos_256, photos):
     assert sides(size=256, steps=1, coarse_start=1, scales=[128]) == [(128, 1), (256, 1)]  # 64 px: too small
     assert sides(size=254, steps=1, coarse_start=3) == [(254, 1)]  # half would be below 128 px
     assert sides(size=256, steps=0, coarse_start=3) == []  # no steps: the start itself
+    assert sides(size=256, steps=1, coarse_start=3, init=style) == [(256, 1)]  # an init image: refined at full size
     with pytest.raises(ValueError, match="coarse_start"):
         stylize(photos[0], photos[1], size=32, steps=1, coarse_start=-1)
 

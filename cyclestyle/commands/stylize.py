@@ -80,7 +80,7 @@ def build_parser(prog: str = "cyclestyle stylize") -> argparse.ArgumentParser:
                                  "previous result upsampled, ending at --size (e.g. 256,512,1024)")
     resolution.add_argument("--coarse-start", type=int, default=COARSE_START, metavar="N",
                             help="first N steps at half the first size, upsampled as the start: the objective at full "
-                                 f"size falls 2-3x sooner; only when that size is >= {2 * COARSE_MIN_SIDE} px; "
+                                 f"size falls 2-5x sooner; only when that size is >= {2 * COARSE_MIN_SIDE} px and --init is not a file; "
                                  "0 = start at full size (default: %(default)s)")
     resolution.add_argument("--style-scale", type=float, default=1.0,
                             help="style images are scaled to this times the result's longer side: larger means "

@@ -65,9 +65,10 @@ def stylize(content: ImageLike, style: ImageLike | Sequence[ImageLike], *, style
     image path. `steps` per scale (the coarse start has its own).
     scales: coarse-to-fine longer sides below `size` (e.g. [256, 512] for size=1024): one pass per
     scale and a last one at `size`, each starting from the previous result upsampled.
-    coarse_start: steps of a first pass at half the first side (when that side is >= 256 px and
-    steps > 0), upsampled as its start: the large structures settle four times cheaper, and the
-    objective at full size falls 2-3x sooner (scripts/bench_stylize.py); 0 = start at full size.
+    coarse_start: steps of a first pass at half the first side (when that side is >= 256 px,
+    steps > 0 and `init` is not an image), upsampled as its start: the large structures settle
+    four times cheaper, and the objective at full size falls 2-5x sooner (scripts/bench_stylize.py);
+    0 = start at full size.
     preserve_color: None, "luminance" (transfer on luminance, the content's chroma kept) or
     "histogram" (styles recoloured to the content's colour statistics first); see `color.py`.
     content_mask / style_masks: colour-coded segmentations of the content and of each style
@@ -99,7 +100,8 @@ def stylize(content: ImageLike, style: ImageLike | Sequence[ImageLike], *, style
     if coarse_start < 0:
         raise ValueError(f"coarse_start must be >= 0, got {coarse_start}")
     passes = [(side, steps) for side in sides]  # (longer side, steps)
-    if coarse_start and steps and sides[0] >= 2 * COARSE_MIN_SIDE:
+    from_image = not (isinstance(init, str) and init in INITS)  # an init image is refined at full size
+    if coarse_start and steps and sides[0] >= 2 * COARSE_MIN_SIDE and not from_image:
         passes.insert(0, (sides[0] // 2, coarse_start))
     autocast = torch.bfloat16 if precision == "bf16" else None
     vgg = feature_extractor(tuple(dict.fromkeys((*content_layers, *style_layers))), pooling, weights, str(device),
