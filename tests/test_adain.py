@@ -185,13 +185,14 @@ def test_translate_refuses_bad_style_options_clearly(tmp_path, capsys):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-def test_export_takes_the_content_and_the_style_as_two_inputs(fmt, tmp_path):
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript", "pt2"])
+def test_export_takes_the_content_and_the_style_as_two_inputs(fmt, tmp_path, capsys):
     from cyclestyle.commands.export import main as export_main
+    from cyclestyle.commands.translate import main as translate_main
 
     net = random_net()
     adain_checkpoint(tmp_path / "adain.ckpt", net)
-    out = tmp_path / f"adain.{'onnx' if fmt == 'onnx' else 'pt'}"
+    out = tmp_path / f"adain.{ {'onnx': 'onnx', 'torchscript': 'pt', 'pt2': 'pt2'}[fmt] }"
     assert export_main([str(tmp_path / "adain.ckpt"), "--format", fmt, "--output", str(out)]) == 0
     x, style = images(3, 3, 40, 56), images(3, 3, 33, 27, seed=1)  # other sizes than the export's examples
     with torch.no_grad():
@@ -203,9 +204,16 @@ def test_export_takes_the_content_and_the_style_as_two_inputs(fmt, tmp_path):
         (got,) = session.run(None, {"image": x.numpy(), "style": style.numpy()})
         got = torch.from_numpy(got)
     else:
+        module = torch.jit.load(str(out)) if fmt == "torchscript" else torch.export.load(str(out)).module()
         with torch.no_grad():
-            got = torch.jit.load(str(out))(x, style)
+            got = module(x, style)
     assert (got - want).abs().max() <= 1e-4
+    # translate runs one-image files only: refused up front, the inputs named, no output written
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(tmp_path / "in" / "a.png")
+    capsys.readouterr()
+    assert translate_main([str(out), str(tmp_path / "in"), "--output", str(tmp_path / "o"), "--no-progress"]) == 2
+    assert "takes 2 inputs" in capsys.readouterr().err and not (tmp_path / "o" / "a.png").exists()
 
 
 # --- pytorch-AdaIN's files ------------------------------------------------------------------------------

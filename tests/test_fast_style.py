@@ -335,6 +335,9 @@ def test_export_bakes_one_style_in_or_takes_the_weights_as_a_second_input(multi_
     scripted = torch.jit.load(str(tmp_path / "mix.pt"))
     with torch.no_grad():
         torch.testing.assert_close(scripted(x, mix), net(x, mix))
+    for exported in ("mix.onnx", "mix.pt"):  # two inputs: not a generator translate can run, and it says why
+        with pytest.raises(ValueError, match=rf"{exported}: takes 2 inputs \((image, style_mix|x, mix)\).*style-conditioned"):
+            load_generator(tmp_path / exported)
 
 
 # --- training learns the style (real VGG features) -----------------------------------------------

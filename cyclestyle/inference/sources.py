@@ -132,6 +132,16 @@ class Generator:
             return self.module(x).float()
 
 
+def _one_image_input(path: Path, inputs: list[str], runtime: str) -> None:
+    """An exported file must take one image to be run as a generator; a style-conditioned export
+    (AdaIN's style image, multi_style's weights as a second input) is refused with what to do."""
+    if len(inputs) != 1:
+        style = " a style-conditioned export (AdaIN, multi_style);" if len(inputs) == 2 else ""
+        raise ValueError(f"{path}: takes {len(inputs)} inputs ({', '.join(inputs)}), not one image:{style} "
+                         "translate runs the checkpoint it was exported from (with its style options), "
+                         f"or feed every input with {runtime}")
+
+
 class OnnxGenerator:
     """The same interface over an ONNX file run by onnxruntime (always fp32)."""
 
@@ -142,10 +152,10 @@ class OnnxGenerator:
             raise ImportError(f"{path}: running ONNX files needs onnxruntime: pip install onnxruntime") from None
         try:  # onnxruntime's errors (InvalidProtobuf, Fail, ...) derive from Exception only
             self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            (image,) = self.session.get_inputs()
-        except Exception as error:  # noqa: BLE001 -- every way a file fails to be one image-to-image ONNX model
-            reason = _first_line(error) if not isinstance(error, ValueError) else "it does not take exactly one input"
-            raise ValueError(f"{path}: not a readable ONNX model ({reason})") from None
+        except Exception as error:  # noqa: BLE001 -- every way a file fails to be an ONNX model
+            raise ValueError(f"{path}: not a readable ONNX model ({_first_line(error)})") from None
+        _one_image_input(path, [i.name for i in self.session.get_inputs()], "onnxruntime")
+        (image,) = self.session.get_inputs()
         self.input_name = image.name
         meta = self.session.get_modelmeta().custom_metadata_map.get(EXPORT_META)
         self.size_multiple, self.fixed_size, self.spec = _export_meta(path, meta)
@@ -184,9 +194,11 @@ def load_generator(
     if kind == "pt2":
         extra = {EXPORT_META: ""}
         try:
-            module = torch.export.load(str(path), extra_files=extra).module()
+            program = torch.export.load(str(path), extra_files=extra)
         except Exception as error:  # noqa: BLE001 -- the deserialiser fails in many ways on foreign files
             raise ValueError(f"{path}: not a readable pt2 (torch.export) file ({_first_line(error)})") from None
+        _one_image_input(path, list(program.graph_signature.user_inputs), "torch.export.load")
+        module = program.module()
         multiple, fixed, spec = _export_meta(path, extra[EXPORT_META])
         return Generator(module.to(device), size_multiple=multiple, fixed_size=fixed, device=device,
                          precision=precision, spec=spec, compile=compile)
@@ -198,6 +210,7 @@ def load_generator(
                 module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
         except (RuntimeError, ValueError, zipfile.BadZipFile) as error:
             raise ValueError(f"{path}: not a readable TorchScript file ({_first_line(error)})") from None
+        _one_image_input(path, [a.name for a in module.forward.schema.arguments[1:]], "torch.jit.load")
         multiple, fixed, spec = _export_meta(path, extra[EXPORT_META])
         return Generator(module.eval(), size_multiple=multiple, fixed_size=fixed, device=device, precision=precision,
                          spec=spec)  # TorchScript: not compiled
