@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import signal
 import sys
 import threading
@@ -30,7 +29,9 @@ mov and mkv, VP9 for webm, MPEG-4 for avi; --video-codec, --video-quality) with 
 timestamps (same frame count and rate), size and display rotation; audio tracks are copied (or
 re-encoded where the container cannot hold them, which is printed). --format does not apply to
 them. Odd widths/heights get one repeated column/row (yuv420p needs even sides). A killed run
-(Ctrl-C, SIGTERM) leaves no partial video."""
+(Ctrl-C, SIGTERM) leaves no partial video. Animated GIFs and WebPs are translated frame by frame
+likewise into the same format, with their frame durations and loop count (--temporal-smoothing
+applies; transparency is not kept); still ones are images."""
 
 EXAMPLES = """\
 examples:
@@ -88,7 +89,7 @@ def build_parser(prog: str = "cyclestyle translate") -> argparse.ArgumentParser:
     parser.add_argument("--quality", type=int, default=95, help="jpg/webp quality 1-100 (default: 95)")
     parser.add_argument("--overwrite", action="store_true", help="translate again even if the output exists")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (the summary line is still printed)")
-    video = parser.add_argument_group("videos")
+    video = parser.add_argument_group("videos (and animated GIF/WebP: --temporal-smoothing)")
     video.add_argument("--video-codec", default=None,
                        help="encoder, e.g. libx264, libx265, libvpx-vp9, libsvtav1, mpeg4 (default: the container's "
                             "usual one: libx264 for mp4/mov/mkv, libvpx-vp9 for webm, mpeg4 for avi; mpeg4 if missing)")
@@ -181,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..data.images import IMAGE_EXTENSIONS
     from ..inference.batch import default_workers, translate_files
     from ..inference.devices import bf16_trap, resolve_device, resolve_precision
+    from ..inference.animation import as_animation, is_animation, translate_animations
     from ..inference.files import check_writable, is_video, plan, plan_styled
     from ..inference.styles import read_styles, runs
     from ..inference.sources import load_generator
@@ -191,8 +193,10 @@ def main(argv: list[str] | None = None) -> int:
         styles = read_styles(args)
         jobs = (plan(args.inputs, output, args.format) if styles is None else
                 plan_styled(args.inputs, output, styles.names, blend=styles.blend, fmt=args.format))
+        animated = {job.source for job in jobs if is_animation(job.source)}  # GIF/WebP with frames: kept animated
         videos = [job for job in jobs if is_video(job.source)]
-        jobs = [job for job in jobs if not is_video(job.source)]
+        animations = [as_animation(job) for job in jobs if job.source in animated]
+        jobs = [job for job in jobs if not is_video(job.source) and job.source not in animated]
         if videos:
             from ..inference.video import VideoOptions, check_options, translate_videos
 
@@ -209,8 +213,10 @@ def main(argv: list[str] | None = None) -> int:
         generator = load("32" if precision == "int8" else precision)  # int8: quantised from fp32, compiled
         if precision == "int8":
             generator, precision = _int8(generator, args, styles, [job.source for job in jobs], device, load)
-        style_runs = [(g, [j for j in chosen if not is_video(j.source)], [j for j in chosen if is_video(j.source)])
-                      for g, chosen in runs(generator, styles, jobs + videos, precision=precision, compile=args.compile)]
+        style_runs = [(g, [j for j in chosen if not is_video(j.source) and j.source not in animated],
+                       [j for j in chosen if is_video(j.source)], [j for j in chosen if j.source in animated])
+                      for g, chosen in runs(generator, styles, jobs + videos + animations, precision=precision,
+                                            compile=args.compile)]
     except (OSError, ValueError, RuntimeError, ImportError) as error:
         print(f"cyclestyle translate: error: {error}", file=sys.stderr)
         return 2
@@ -221,15 +227,16 @@ def main(argv: list[str] | None = None) -> int:
     trap = precision_note == precision and bf16_trap(precision, device, setting="--precision", better="--precision 32")
     if trap:
         print(f"warning: {trap}", file=sys.stderr)
-    counts = f"{len(jobs)} images" + (f", {len(videos)} videos" if videos else "")
+    counts = (f"{len(jobs)} images" + (f", {len(videos)} videos" if videos else "")
+              + (f", {len(animations)} animations" if animations else ""))
     print(f"{counts}; device {device}, precision {precision_note} (override with --device/--precision)",
           file=sys.stderr)
     batch_size = args.batch_size or (8 if generator.device.type == "cuda" else 1)
     workers = default_workers(generator.device) if args.workers is None else args.workers
     summaries = []
     with _sigterm_unwinds():
-        for generator, jobs, videos in style_runs:  # one run per style (or blend) of a style model, else one
-            if jobs or not videos:
+        for generator, jobs, videos, animations in style_runs:  # one run per style (or blend) of a style model
+            if jobs or not (videos or animations):
                 summaries.append(translate_files(jobs, generator, batch_size=batch_size, workers=workers,
                                                  tile=args.tile, tile_overlap=args.tile_overlap, overwrite=args.overwrite,
                                                  quality=args.quality, progress=not args.no_progress))
@@ -239,6 +246,11 @@ def main(argv: list[str] | None = None) -> int:
                                                   options=video_options, progress=not args.no_progress))
                 for note in summaries[-1].notes:
                     print(note, file=sys.stderr)
+            if animations:
+                summaries.append(translate_animations(animations, generator, batch_size=batch_size, tile=args.tile,
+                                                      tile_overlap=args.tile_overlap, overwrite=args.overwrite,
+                                                      smoothing=args.temporal_smoothing, quality=args.quality,
+                                                      progress=not args.no_progress))
     for summary in summaries:
         for source, reason in summary.failed:
             print(f"failed: {source}: {reason}", file=sys.stderr)

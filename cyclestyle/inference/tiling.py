@@ -101,3 +101,16 @@ def translate_any_size(net: Net, x: torch.Tensor, *, multiple: int, fixed_size: 
     if tile:
         return run_tiled(net, x, multiple, tile=tile, overlap=overlap)
     return run_whole(net, x, multiple)
+
+
+def translate_frames(generator, rgbs: list, tile: int | None, overlap: int):
+    """(B, H, W, 3) uint8 numpy outputs of same-size (H, W, 3) uint8 frames: the path images take
+    (uint8 -> [-1, 1] -> `translate_any_size` -> uint8), for videos and animations."""
+    import numpy as np
+
+    from ..pixels import from_uint8, to_uint8
+
+    x = from_uint8(torch.from_numpy(np.stack(rgbs)).permute(0, 3, 1, 2))  # (B, 3, H, W)
+    y = translate_any_size(generator, x, multiple=generator.size_multiple, fixed_size=generator.fixed_size,
+                           tile=tile, overlap=overlap)
+    return to_uint8(y).permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, 3)

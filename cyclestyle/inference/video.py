@@ -21,14 +21,13 @@ import queue
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 try:
@@ -38,10 +37,9 @@ except ImportError:
     raise ImportError("video inputs need PyAV: pip install 'cyclestyle[video]' (or pip install av)") from None
 
 from ..atomic import atomic_target
-from ..pixels import from_uint8, to_uint8
 from .files import Job
 from .smoothing import TemporalSmoother
-from .tiling import translate_any_size
+from .tiling import translate_frames
 
 PIX_FMT = "yuv420p"
 MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
@@ -302,14 +300,6 @@ class _Output:
             self.audio_in.close()
 
 
-def _stylise(generator, rgbs: list[np.ndarray], tile: int | None, overlap: int) -> np.ndarray:
-    """(B, H, W, 3) uint8 outputs of same-size (H, W, 3) uint8 frames: the path images take."""
-    x = from_uint8(torch.from_numpy(np.stack(rgbs)).permute(0, 3, 1, 2))  # (B, 3, H, W)
-    y = translate_any_size(generator, x, multiple=generator.size_multiple, fixed_size=generator.fixed_size,
-                           tile=tile, overlap=overlap)
-    return to_uint8(y).permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, 3)
-
-
 class _Stamps:
     """Output timestamps: the input's, repaired where a broken file has none or repeats one."""
 
@@ -355,7 +345,7 @@ def translate_video(job: Job, generator, *, batch_size: int, tile: int | None, t
                                              f"{size[0]}x{size[1]}: size changes within a clip are not supported")
                     rgbs = [rgb for _, rgb in batch]
                     try:
-                        styled = _stylise(generator, rgbs, tile, tile_overlap)
+                        styled = translate_frames(generator, rgbs, tile, tile_overlap)
                     except Exception as error:  # noqa: BLE001 -- a model file can fail in any way
                         raise VideoError(f"the generator failed on frames {count + 1}-{count + len(batch)} "
                                          f"({size[0]}x{size[1]}): {type(error).__name__}: {error}") from None
