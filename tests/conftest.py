@@ -16,6 +16,25 @@ from omegaconf import DictConfig, open_dict
 from PIL import Image
 
 
+TINY_GENERATOR = {"name": "resnet_6blocks", "ngf": 8, "norm": "instance", "dropout": False}
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    """A weights-only cyclestyle checkpoint (what import-reference writes) of two tiny random generators."""
+    import torch
+
+    from cyclestyle.networks import build_generator
+
+    torch.manual_seed(0)
+    state = {f"{prefix}.{k}": v for prefix in ("g_a", "g_b")
+             for k, v in build_generator(**TINY_GENERATOR).state_dict().items()}
+    path = tmp_path_factory.mktemp("model") / "tiny.ckpt"
+    torch.save({"state_dict": state, "hyper_parameters": {"generator": TINY_GENERATOR}, "epoch": 0, "global_step": 0},
+               path)
+    return path
+
+
 def write_images(folder: Path, count: int, *, size: tuple[int, int] = (40, 40), seed: int = 0, tint: int = 0) -> list[Path]:
     """`count` smooth random RGB PNGs (so a network can learn something from them)."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -6,26 +6,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image, ImageSequence
 
 from cyclestyle.commands.translate import main as translate_main
 from cyclestyle.inference import load_generator
 from cyclestyle.inference.tiling import translate_frames
-from cyclestyle.networks import build_generator
 
-SPEC = dict(name="resnet_6blocks", ngf=8)
 DURATIONS = [40, 80, 120, 160]
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    """A weights-only cyclestyle checkpoint of two tiny generators."""
-    torch.manual_seed(0)
-    state = {f"{prefix}.{k}": v for prefix in ("g_a", "g_b") for k, v in build_generator(**SPEC).state_dict().items()}
-    path = tmp_path_factory.mktemp("model") / "tiny.ckpt"
-    torch.save({"state_dict": state, "hyper_parameters": {"generator": SPEC}, "epoch": 0, "global_step": 0}, path)
-    return path
+def ckpt(tiny_ckpt) -> Path:
+    return tiny_ckpt
 
 
 def frames(count: int, seed: int = 0) -> list[np.ndarray]:

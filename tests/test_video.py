@@ -22,22 +22,15 @@ from cyclestyle.commands.translate import main as translate_main  # noqa: E402
 from cyclestyle.inference.files import VIDEO_EXTENSIONS, Job, plan  # noqa: E402
 from cyclestyle.inference.smoothing import TemporalSmoother, flicker  # noqa: E402
 from cyclestyle.inference.video import MUXERS, VideoOptions, translate_videos  # noqa: E402
-from cyclestyle.networks import build_generator  # noqa: E402
 
-SPEC = {"name": "resnet_6blocks", "ngf": 8, "norm": "instance", "dropout": False}
 NTSC = Fraction(30000, 1001)
 AUDIO = {"mp4": "aac", "mov": "aac", "matroska": "flac", "webm": "libopus", "avi": "libmp3lame"}
 VIDEO = {"webm": "libvpx-vp9", "avi": "mpeg4"}  # else libx264
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    """A weights-only cyclestyle checkpoint (what import-reference writes) of two tiny generators."""
-    torch.manual_seed(0)
-    state = {f"{prefix}.{k}": v for prefix in ("g_a", "g_b") for k, v in build_generator(**SPEC).state_dict().items()}
-    path = tmp_path_factory.mktemp("model") / "tiny.ckpt"
-    torch.save({"state_dict": state, "hyper_parameters": {"generator": SPEC}, "epoch": 0, "global_step": 0}, path)
-    return path
+def ckpt(tiny_ckpt) -> Path:
+    return tiny_ckpt
 
 
 def scene(count: int, size: tuple[int, int] = (64, 48), *, noise: float = 0.0,
@@ -292,12 +285,12 @@ SLOW_RUN = textwrap.dedent("""
     import cyclestyle.inference.video as video
     from cyclestyle.commands.translate import main
 
-    run = video._stylise
+    run = video.translate_frames
     def slow(*args):
         print("frame", flush=True)
         time.sleep(0.3)
         return run(*args)
-    video._stylise = slow
+    video.translate_frames = slow
     sys.exit(main(sys.argv[1:]))
 """)
 
