@@ -142,7 +142,7 @@ def _validate(args: argparse.Namespace) -> None:
         raise ValueError("--content-mask and --style-mask go together (one style mask per --style image)")
 
 
-def _content_mask(setting: str | None, relative: Path) -> Path | None:
+def _content_mask(setting: str | None, relative: Path | None) -> Path | None:
     """The mask file of one content: the --content-mask file, or its namesake in the --content-mask folder."""
     from ..data.images import IMAGE_EXTENSIONS
 
@@ -173,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         style_paths = [path for path, _, _ in collect(args.style)]
         planned = [job for job in plan_styled(args.contents, output, [p.stem for p in style_paths], blend=args.blend)
                    if not is_video(job.source)]  # videos: `cyclestyle translate` with a style model
-        relative = {source: rel for source, rel, _ in collect(args.contents)}  # where --content-mask looks
+        relative = ({} if args.content_mask is None else  # where --content-mask looks: a second scan, only then
+                    {source: rel for source, rel, _ in collect(args.contents)})
         if args.style_mask is not None and len(args.style_mask) != len(style_paths):
             raise ValueError(f"{len(args.style_mask)} --style-mask images for {len(style_paths)} style images: give one per style")
         style_masks = None if args.style_mask is None else [load_rgb(Path(m).expanduser()) for m in args.style_mask]
@@ -209,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         try:
             content = load_rgb(source)
-            mask_path = _content_mask(args.content_mask, relative[source])
+            mask_path = _content_mask(args.content_mask, relative.get(source))
             content_mask = None if mask_path is None else load_rgb(mask_path)
         except (OSError, ValueError) as error:
             if all(f != source for f, _ in failed):

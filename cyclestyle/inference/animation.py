@@ -4,7 +4,9 @@ the result is written back in the input's format with its frame durations and lo
 translated animation plays like the original. Pillow decodes (frames composed over the previous
 ones, as a viewer shows them) and encodes (GIF: an adaptive 256-colour palette per frame); the
 output is written to a temporary file and renamed, so an interrupted run never leaves a partial
-file. A still GIF or WebP is an image (translated to `--format`); transparency is not kept.
+file. A still GIF or WebP is an image (translated to `--format`); transparency is not kept. An
+animation is held in memory whole (its frames and their translations: ~10 bytes per pixel per
+frame; Pillow's writers need every frame), which suits GIF-sized clips; long ones are videos.
 
     summary = translate_animations(jobs, generator, batch_size=4, smoothing=0.5)
 """
