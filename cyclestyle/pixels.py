@@ -19,7 +19,10 @@ def from_uint8(images: torch.Tensor) -> torch.Tensor:
 
 def from_rgb_array(rgb: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 array -> (1, 3, H, W) float32 in [-1, 1]."""
-    return from_uint8(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None])
+    rgb = np.ascontiguousarray(rgb)
+    if not rgb.flags.writeable:  # e.g. np.asarray of a PIL image: torch warns on read-only memory
+        rgb = rgb.copy()
+    return from_uint8(torch.from_numpy(rgb).permute(2, 0, 1)[None])
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:

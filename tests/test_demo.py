@@ -87,3 +87,19 @@ def test_paired_psnr_reports_translation_next_to_untouched(tmp_path):
     import numpy as np
     a, b = np.zeros((2, 2, 3), np.uint8), np.full((2, 2, 3), 255, np.uint8)
     assert psnr(a, b) == pytest.approx(0.0) and psnr(a, a) == float("inf")
+
+
+def test_read_only_arrays_convert_without_a_warning():
+    """np.asarray of a PIL image is read-only; torch.from_numpy would warn (the demo's PSNR check did)."""
+    import warnings
+
+    import numpy as np
+
+    from cyclestyle.pixels import from_rgb_array
+
+    rgb = np.asarray(Image.new("RGB", (4, 3), (255, 0, 0)))
+    assert not rgb.flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x = from_rgb_array(rgb)
+    assert x.shape == (1, 3, 3, 4) and torch.equal(x[0, :, 0, 0], torch.tensor([1.0, -1.0, -1.0]))
