@@ -29,7 +29,10 @@ def wandb_logger(*, mode: str | None = None, log_model: bool = False, save_dir: 
     import wandb
 
     settings = wandb.Settings(silent=True, console="off", x_disable_stats=True)
-    return WandbLogger(save_dir=save_dir, mode=mode, log_model=log_model, settings=settings, **kwargs)
+    logger = WandbLogger(save_dir=save_dir, mode=mode, log_model=log_model, settings=settings, **kwargs)
+    if logger._wandb_init.get("anonymous", "unset") is None:  # Lightning passes it; wandb >= 0.19 warns on it
+        del logger._wandb_init["anonymous"]
+    return logger
 
 
 def _netrc_has(host: str) -> bool:

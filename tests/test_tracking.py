@@ -167,6 +167,15 @@ def test_wandb_never_prompts(tmp_path, monkeypatch):
     assert logger._wandb_init["mode"] == "offline" and logger._log_model is False
 
 
+def test_a_wandb_run_starts_without_deprecation_noise(tmp_path, capfd):
+    """Lightning hands wandb.init anonymous=None, which wandb 0.19+ warns about on every run."""
+    logger = wandb_logger(save_dir=str(tmp_path / "w"), project="p", mode="offline")
+    assert "anonymous" not in logger._wandb_init
+    logger.experiment  # noqa: B018 -- starts the run
+    logger.experiment.finish()
+    assert "anonymous" not in capfd.readouterr().err
+
+
 @pytest.mark.slow
 def test_a_multirun_sweep_shares_one_wandb_group(folders, tmp_path):
     from conftest import TINY
