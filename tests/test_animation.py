@@ -1,4 +1,4 @@
-"""`cyclestyle translate` on animated GIFs and WebPs: every frame translated, durations and loop
+"""`cyclestyle translate` on animated GIFs, WebPs and PNGs: every frame translated, durations and loop
 count kept, the format kept; still GIFs are images; broken files listed, nothing half-written."""
 from __future__ import annotations
 
@@ -52,11 +52,12 @@ def test_animations_keep_their_frames_timing_loop_and_format(ckpt, tmp_path, cap
     inputs, out = tmp_path / "in", tmp_path / "out"
     save_animation(inputs / "walk.gif", frames(4), duration=DURATIONS, loop=0)
     save_animation(inputs / "clips" / "wave.webp", frames(3, seed=1), duration=50, loop=2, lossless=True)
+    save_animation(inputs / "clips" / "blink.png", frames(2, seed=3), duration=[30, 90], loop=1)  # APNG
     Image.fromarray(frames(1, seed=2)[0]).save(inputs / "still.gif")  # one frame: an image
     assert run(ckpt, inputs, out) == 0
-    assert "1 images, 2 animations" in capsys.readouterr().err
+    assert "1 images, 3 animations" in capsys.readouterr().err
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
-        "clips/wave.webp", "still.png", "walk.gif"]
+        "clips/blink.png", "clips/wave.webp", "still.png", "walk.gif"]
 
     got, durations, image = read(out / "walk.gif")
     assert len(got) == 4 and durations == DURATIONS and image.info["loop"] == 0 and image.size == (44, 30)
@@ -68,6 +69,8 @@ def test_animations_keep_their_frames_timing_loop_and_format(ckpt, tmp_path, cap
         assert np.abs(frame.astype(int) - exact).mean() < 8  # the palette's rounding only
     got, durations, image = read(out / "clips" / "wave.webp")
     assert len(got) == 3 and durations == [50] * 3 and image.info["loop"] == 2
+    got, durations, image = read(out / "clips" / "blink.png")
+    assert len(got) == 2 and durations == [30, 90] and image.info["loop"] == 1
 
     before = (out / "walk.gif").stat().st_mtime_ns
     assert run(ckpt, inputs, out) == 0 and (out / "walk.gif").stat().st_mtime_ns == before  # reruns skip

@@ -29,7 +29,7 @@ mov and mkv, VP9 for webm, MPEG-4 for avi; --video-codec, --video-quality) with 
 timestamps (same frame count and rate), size and display rotation; audio tracks are copied (or
 re-encoded where the container cannot hold them, which is printed). --format does not apply to
 them. Odd widths/heights get one repeated column/row (yuv420p needs even sides). A killed run
-(Ctrl-C, SIGTERM) leaves no partial video. Animated GIFs and WebPs are translated frame by frame
+(Ctrl-C, SIGTERM) leaves no partial video. Animated GIFs, WebPs and PNGs are translated frame by frame
 likewise into the same format, with their frame durations and loop count (--temporal-smoothing
 applies; transparency is not kept); still ones are images."""
 
@@ -89,7 +89,7 @@ def build_parser(prog: str = "cyclestyle translate") -> argparse.ArgumentParser:
     parser.add_argument("--quality", type=int, default=95, help="jpg/webp quality 1-100 (default: 95)")
     parser.add_argument("--overwrite", action="store_true", help="translate again even if the output exists")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (the summary line is still printed)")
-    video = parser.add_argument_group("videos (and animated GIF/WebP: --temporal-smoothing)")
+    video = parser.add_argument_group("videos (and animated GIF/WebP/PNG: --temporal-smoothing)")
     video.add_argument("--video-codec", default=None,
                        help="encoder, e.g. libx264, libx265, libvpx-vp9, libsvtav1, mpeg4 (default: the container's "
                             "usual one: libx264 for mp4/mov/mkv, libvpx-vp9 for webm, mpeg4 for avi; mpeg4 if missing)")

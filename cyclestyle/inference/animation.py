@@ -1,10 +1,10 @@
-"""Animated GIFs and WebPs: every frame goes through the generator as a video frame does
+"""Animated GIFs, WebPs and PNGs (APNG): every frame goes through the generator as a video frame does
 (`tiling.translate_frames`, `batch_size` frames per call, `--temporal-smoothing` if asked), and
 the result is written back in the input's format with its frame durations and loop count, so a
 translated animation plays like the original. Pillow decodes (frames composed over the previous
 ones, as a viewer shows them) and encodes (GIF: an adaptive 256-colour palette per frame); the
 output is written to a temporary file and renamed, so an interrupted run never leaves a partial
-file. A still GIF or WebP is an image (translated to `--format`); transparency is not kept. An
+file. A still GIF, WebP or PNG is an image (translated to `--format`); transparency is not kept. An
 animation is held in memory whole (its frames and their translations: ~10 bytes per pixel per
 frame; Pillow's writers need every frame), which suits GIF-sized clips; long ones are videos.
 
@@ -28,11 +28,11 @@ from .files import Job
 from .smoothing import TemporalSmoother
 from .tiling import translate_frames
 
-ANIMATED_SUFFIXES = {".gif": "GIF", ".webp": "WEBP"}
+ANIMATED_SUFFIXES = {".gif": "GIF", ".webp": "WEBP", ".png": "PNG"}  # PNG: APNG
 
 
 def is_animation(path: Path) -> bool:
-    """A GIF or WebP with more than one frame (unreadable files are left to the image path, which lists them)."""
+    """A GIF, WebP or PNG with more than one frame (unreadable files are left to the image path, which lists them)."""
     if path.suffix.lower() not in ANIMATED_SUFFIXES:
         return False
     try:
