@@ -176,6 +176,17 @@ def _int8(generator, args: argparse.Namespace, styles, sources: list, device, re
     return int8, "int8"
 
 
+def _by_kind(jobs: list, animated: set) -> tuple[list, list, list]:
+    """(image jobs, video jobs, animation jobs), each in the given order; `animated`: the sources
+    that are animated GIFs/WebPs/PNGs."""
+    from ..inference.files import is_video
+
+    videos = [job for job in jobs if is_video(job.source)]
+    animations = [job for job in jobs if job.source in animated]
+    images = [job for job in jobs if not is_video(job.source) and job.source not in animated]
+    return images, videos, animations
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ..atomic import remove_stale_temps
@@ -183,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..inference.batch import default_workers, translate_files
     from ..inference.devices import bf16_trap, resolve_device, resolve_precision
     from ..inference.animation import as_animation, is_animation, translate_animations
-    from ..inference.files import check_writable, is_video, plan, plan_styled
+    from ..inference.files import check_writable, plan, plan_styled
     from ..inference.styles import read_styles, runs
     from ..inference.sources import load_generator
 
@@ -191,12 +202,11 @@ def main(argv: list[str] | None = None) -> int:
         _validate(args)
         output = Path(args.output).expanduser()
         styles = read_styles(args)
-        jobs = (plan(args.inputs, output, args.format) if styles is None else
-                plan_styled(args.inputs, output, styles.names, blend=styles.blend, fmt=args.format))
-        animated = {job.source for job in jobs if is_animation(job.source)}  # GIF/WebP with frames: kept animated
-        videos = [job for job in jobs if is_video(job.source)]
-        animations = [as_animation(job) for job in jobs if job.source in animated]
-        jobs = [job for job in jobs if not is_video(job.source) and job.source not in animated]
+        planned = (plan(args.inputs, output, args.format) if styles is None else
+                   plan_styled(args.inputs, output, styles.names, blend=styles.blend, fmt=args.format))
+        animated = {source for source in {job.source for job in planned} if is_animation(source)}  # kept animated
+        planned = [as_animation(job) if job.source in animated else job for job in planned]
+        jobs, videos, animations = _by_kind(planned, animated)
         if videos:
             from ..inference.video import VideoOptions, check_options, translate_videos
 
@@ -213,10 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         generator = load("32" if precision == "int8" else precision)  # int8: quantised from fp32, compiled
         if precision == "int8":
             generator, precision = _int8(generator, args, styles, [job.source for job in jobs], device, load)
-        style_runs = [(g, [j for j in chosen if not is_video(j.source) and j.source not in animated],
-                       [j for j in chosen if is_video(j.source)], [j for j in chosen if j.source in animated])
-                      for g, chosen in runs(generator, styles, jobs + videos + animations, precision=precision,
-                                            compile=args.compile)]
+        style_runs = [(g, *_by_kind(chosen, animated))
+                      for g, chosen in runs(generator, styles, planned, precision=precision, compile=args.compile)]
     except (OSError, ValueError, RuntimeError, ImportError) as error:
         print(f"cyclestyle translate: error: {error}", file=sys.stderr)
         return 2

@@ -24,11 +24,11 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_target
 from ..data.images import open_image, to_rgb
 from .batch import Summary
-from .files import Job
+from .files import PIL_FORMATS, Job
 from .smoothing import TemporalSmoother
 from .tiling import translate_frames
 
-ANIMATED_SUFFIXES = {".gif": "GIF", ".webp": "WEBP", ".png": "PNG"}  # PNG: APNG
+ANIMATED_SUFFIXES = (".gif", ".webp", ".png")  # .png: APNG
 
 
 def is_animation(path: Path) -> bool:
@@ -82,7 +82,7 @@ def translate_animation(job: Job, generator, *, batch_size: int, tile: int | Non
         styled += [smoother(frame, out) if smoother.strength else out for frame, out in zip(batch, outputs)]
         bar.update(len(batch))
     images = [Image.fromarray(out) for out in styled]
-    fmt = ANIMATED_SUFFIXES[job.target.suffix.lower()]
+    fmt = PIL_FORMATS[job.target.suffix.lower()]
     if fmt == "WEBP":
         options["quality"] = quality
     with atomic_target(job.target) as tmp:

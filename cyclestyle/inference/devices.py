@@ -1,6 +1,8 @@
 """Choosing the device and the fastest precision that keeps quality on it."""
 from __future__ import annotations
 
+import os
+
 import torch
 
 PRECISIONS = ("auto", "32", "bf16", "16", "int8")  # int8: translate only, x86 CPUs (inference/quantize.py)
@@ -36,8 +38,6 @@ def onednn_isa_cap() -> str | None:
     """The ISA oneDNN is limited to by ONEDNN_MAX_CPU_ISA (or its old name DNNL_MAX_CPU_ISA), None if
     unlimited. A cap below AVX512_CORE_BF16 makes bf16 convolutions emulated even on a CPU that has
     the instructions (it is how an AVX2-only CPU is reproduced on a newer one)."""
-    import os
-
     cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
     return None if cap in ("", "ALL", "DEFAULT") else cap
 

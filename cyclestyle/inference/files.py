@@ -14,13 +14,14 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ..atomic import atomic_target
-from ..data.images import IMAGE_EXTENSIONS, file_kind, is_image_name, open_image, to_rgb, walk_images
+from ..data.images import IMAGE_EXTENSIONS, file_kind, open_image, to_rgb, walk_images
 
 FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}  # plus "same": keep the input's extension
 PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
                ".gif": "GIF"}
 ALPHA_SUFFIXES = (".png", ".webp", ".tif", ".tiff")
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")  # stylised frame by frame: `inference.video`
+INPUT_IMAGE_EXTENSIONS = (*IMAGE_EXTENSIONS, ".gif")  # translate and stylize read GIFs too; training does not
 
 
 def is_video(path: Path) -> bool:
@@ -29,7 +30,7 @@ def is_video(path: Path) -> bool:
 
 def is_input_name(name: str) -> bool:
     """An image (GIFs too, which training does not read), or a video by extension; hidden names never are."""
-    return is_image_name(name) or (name.lower().endswith((*VIDEO_EXTENSIONS, ".gif")) and not name.startswith("."))
+    return not name.startswith(".") and name.lower().endswith((*INPUT_IMAGE_EXTENSIONS, *VIDEO_EXTENSIONS))
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def collect(inputs: list[str]) -> list[tuple[Path, Path, Path | None]]:
         elif path.is_dir():
             files = sorted(walk_images(path, names=is_input_name))
             if not files:
-                raise ValueError(f"input: no images ({', '.join((*IMAGE_EXTENSIONS, '.gif'))}) or videos "
+                raise ValueError(f"input: no images ({', '.join(INPUT_IMAGE_EXTENSIONS)}) or videos "
                                  f"({', '.join(VIDEO_EXTENSIONS)}) found under {path}")
             found += [(p, p.relative_to(path), path) for p in files]
         elif path.is_file():

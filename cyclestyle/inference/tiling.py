@@ -6,8 +6,11 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ..pixels import from_uint8, to_uint8
 
 Net = Callable[[torch.Tensor], torch.Tensor]
 
@@ -106,10 +109,6 @@ def translate_any_size(net: Net, x: torch.Tensor, *, multiple: int, fixed_size: 
 def translate_frames(generator, rgbs: list, tile: int | None, overlap: int):
     """(B, H, W, 3) uint8 numpy outputs of same-size (H, W, 3) uint8 frames: the path images take
     (uint8 -> [-1, 1] -> `translate_any_size` -> uint8), for videos and animations."""
-    import numpy as np
-
-    from ..pixels import from_uint8, to_uint8
-
     x = from_uint8(torch.from_numpy(np.stack(rgbs)).permute(0, 3, 1, 2))  # (B, 3, H, W)
     y = translate_any_size(generator, x, multiple=generator.size_multiple, fixed_size=generator.fixed_size,
                            tile=tile, overlap=overlap)
