@@ -7,10 +7,15 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    """`cyclestyle.stylize(...)` (Gatys/Luan style transfer, `cyclestyle.neural_style`), imported on
-    first use so that `import cyclestyle` stays light (no torch)."""
-    if name == "stylize":
-        from .neural_style import stylize
+    """`cyclestyle.translate(...)` (and `Translator`, `TranslateOptions`) and `cyclestyle.stylize(...)`
+    (and `StylizeOptions`; Gatys/Luan style transfer, `cyclestyle.neural_style`), imported on first
+    use so that `import cyclestyle` stays light (no torch)."""
+    if name in ("translate", "Translator", "TranslateOptions"):  # the translation library call (cyclestyle.inference.api)
+        from .inference import api
 
-        return stylize
+        return getattr(api, name)
+    if name in ("stylize", "StylizeOptions"):  # Gatys/Luan style transfer (cyclestyle.neural_style.transfer)
+        from .neural_style import transfer
+
+        return getattr(transfer, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

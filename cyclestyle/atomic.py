@@ -12,10 +12,12 @@ temporary files of a run still writing into the same folder, with `remove_stale_
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
 import secrets
+import shutil
 import socket
 import stat
 import time
@@ -40,7 +42,8 @@ def _temp_name(target_name: str) -> str:
 @contextlib.contextmanager
 def atomic_target(target: str | os.PathLike) -> Iterator[str]:
     """Yields a temporary path beside `target`; renamed onto `target` if the block succeeds,
-    removed if it fails, so `target` is never half-written.
+    removed if it fails, so `target` is never half-written. A write that fails for want of space
+    raises DiskFullError (one line naming the folder), whatever the writer said.
 
     The temporary file is created with mode 0o666 minus the umask (and the folder's default
     ACL), like any file `open(..., "w")` creates; writers must write into it, not replace it."""
@@ -56,6 +59,11 @@ def atomic_target(target: str | os.PathLike) -> Iterator[str]:
     try:
         yield str(tmp)
         os.replace(tmp, target)
+    except Exception as error:
+        full = disk_full(error, target)  # measured while the partial file still fills the disk
+        if full is None:
+            raise
+        raise full from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -132,3 +140,32 @@ def _listdir(folder: str | os.PathLike) -> list[str]:
         return os.listdir(folder)
     except OSError:
         return []
+
+
+LOW_SPACE = 2**20  # bytes: a write that failed with less free than this (partial file still there) ran out of space
+
+
+class DiskFullError(OSError):
+    """A write failed because the disk holding it is full; nothing partial was left."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)  # one line, without "[Errno 28]"
+
+
+def disk_full(error: BaseException, target: str | os.PathLike) -> DiskFullError | None:
+    """A one-line DiskFullError for `error` if writing `target` failed for want of space (ENOSPC,
+    EDQUOT, or a writer such as torch.save that reports it in its own words: "unexpected pos"),
+    else None. Call it before removing the partial file."""
+    if isinstance(error, DiskFullError):
+        return error
+    code = getattr(error, "errno", None)
+    folder = Path(target).parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if code not in (errno.ENOSPC, errno.EDQUOT) and (free is None or free >= LOW_SPACE):
+        return None
+    shown = "unknown" if free is None else f"{free / 2**20:.1f} MB"
+    return DiskFullError(errno.ENOSPC, f"the disk holding {folder} is full (No space left on device; {shown} free) "
+                                       f"while writing {Path(target).name}")

@@ -14,6 +14,7 @@ import torch
 import torchvision
 from pytorch_lightning.utilities import rank_zero_info
 
+from .atomic import DiskFullError, disk_full
 from .data.images import find_images, load_rgb
 from .inference.tiling import translate_any_size
 from .loggers import log_images
@@ -27,7 +28,16 @@ def save_checkpoint_atomically(trainer: pl.Trainer, target: Path) -> None:
     """Every rank calls `trainer.save_checkpoint` (a collective); rank 0 writes to a temporary name
     beside `target` and renames it, so a crash or kill never leaves a torn checkpoint."""
     tmp = target.with_name(f".{target.name}.tmp")
-    trainer.save_checkpoint(tmp, weights_only=False)
+    try:
+        trainer.save_checkpoint(tmp, weights_only=False)
+    except Exception as error:
+        full = disk_full(error, target)  # before the partial file goes
+        if trainer.is_global_zero:
+            tmp.unlink(missing_ok=True)  # torch.save leaves what it wrote of a failed file
+        if full is None:
+            raise
+        raise DiskFullError(full.errno, f"{full}; the previous {target.name} is kept: free space and resume with "
+                                        f"ckpt_path=last") from None
     if trainer.is_global_zero:
         os.replace(tmp, target)
 

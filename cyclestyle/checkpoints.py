@@ -1,20 +1,12 @@
-"""The self-describing checkpoint record, written and read here only.
+"""Checkpoint files: loading them safely, and rebuilding networks from their record.
 
-A checkpoint says which model family wrote it and, per translation direction, how to rebuild the
-network without the training code: the builder (a callable in `cyclestyle.networks`), its
-keyword arguments, the size multiple, and the state-dict prefix of its weights.
-
-    checkpoint["cyclestyle"] = {
-        "format": 1, "family": "cyclegan", "version": "0.1.0",
-        "translators": {"a2b": {"module": "g_a", "builder": "cyclestyle.networks:build_generator",
-                                "kwargs": {"name": "resnet_9blocks", ...}, "size_multiple": 4,
-                                "fixed_size": None},
-                        "b2a": {...}}}
-
+`safe_load` reads any `.ckpt`/`.pth`/`.pt` with `torch.load(weights_only=True)` (a file that would
+run code is refused, a broken one named in one line); `build_translator` rebuilds a direction's
+network from a checkpoint's record (`cyclestyle.record`) with builders from `cyclestyle.networks`
+only; `load_weights` and `check_resumable` fit a checkpoint to a model about to train.
 `translate`, `export`, `import-reference`, weights-only fine-tuning and the resume check use only
-this module.
-Checkpoints written before the record existed (CycleGAN: `hyper_parameters.generator`, weights
-under `g_a.` / `g_b.`) are read as the record they would have had.
+this module and the record. Models are duck-typed here (`family`, `translators`, `state_dict`):
+this module sits below `cyclestyle.models`.
 """
 from __future__ import annotations
 
@@ -26,20 +18,14 @@ import pickle
 import re
 import warnings
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn as nn
 from pytorch_lightning.utilities import rank_zero_info
 
-from .models.base import TranslationModel, TranslatorSpec, describe_directions
-
-RECORD_KEY = "cyclestyle"
-FORMAT = 1
-BUILDER_PACKAGE = "cyclestyle.networks"  # a checkpoint may name builders from here only: it is data, not code
-LEGACY_BUILDER = "cyclestyle.networks:build_generator"
+from .networks.layers import drop_stale_norm_keys
+from .record import BUILDER_PACKAGE, CYCLEGAN_BUILDER, TranslatorSpec, read_record
 
 
 class UnsafeCheckpointError(RuntimeError):
@@ -52,7 +38,10 @@ def safe_load(path: str | os.PathLike, *, mmap: bool = False) -> dict:
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
-    mmap = mmap and zipfile.is_zipfile(path)  # only zip-format files map; legacy ones are read
+    archive = zipfile.is_zipfile(path)
+    if archive:
+        check_archive(path)
+    mmap = mmap and archive  # only zip-format files map; legacy ones are read
     try:
         with warnings.catch_warnings():  # garbage read as a pickle warns of an unknown protocol first
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
@@ -76,6 +65,19 @@ def safe_load(path: str | os.PathLike, *, mmap: bool = False) -> dict:
         raise ValueError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
 
 
+def check_archive(path: Path) -> None:
+    """torch.save's zip archives carry a CRC-32 per member, which torch.load does not check: a file
+    with flipped bytes in a tensor loads as garbage weights. Reading it once (~1 GB/s) catches that."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint (damaged archive: {error})") from None
+    if bad is not None:
+        raise ValueError(f"{path}: corrupt: the checksum of {bad} does not match (damaged or partly copied file); "
+                         f"restore it from a good copy")
+
+
 # The weights-only unpickler's reason; globals and INST/OBJ opcodes are what code-running pickles need.
 _UNPICKLER_DETAIL = re.compile(r"WeightsUnpickler error:\s*(.*?)\s*(?:\n\n|Check the documentation|$)", re.DOTALL)
 _UNSAFE_PICKLE = re.compile(r"global|class|Unsupported operand (?:105|111)\b", re.IGNORECASE)
@@ -88,75 +90,6 @@ def _unpickler_detail(message: str) -> str | None:
         return None
     line = match.group(1).splitlines()[0].strip()
     return re.sub(r"\s*Please use `torch\.serialization.*", "", line) or None
-
-
-@dataclass(frozen=True)
-class Record:
-    family: str
-    translators: dict[str, TranslatorSpec]
-
-    def spec(self, direction: str, *, source: str) -> TranslatorSpec:
-        """The translator for `direction`; an unknown direction is an error, never another network."""
-        if direction not in self.translators:
-            raise ValueError(f"{source}: this {self.family} model translates {describe_directions(self.translators)} "
-                             f"only; --direction {direction} is not available")
-        return self.translators[direction]
-
-
-def write_record(checkpoint: dict[str, Any], model) -> None:
-    """Add `model`'s record (a TranslationModel) to a checkpoint being saved."""
-    checkpoint[RECORD_KEY] = make_record(model.family, model.translators)
-
-
-def make_record(family: str, translators: dict[str, TranslatorSpec]) -> dict:
-    from . import __version__
-
-    return {"format": FORMAT, "family": family, "version": __version__,
-            "translators": {d: dataclasses.asdict(spec) for d, spec in translators.items()}}
-
-
-def read_record(checkpoint: dict, *, source: str) -> Record:
-    """The record of a cyclestyle checkpoint (also of one written before records existed)."""
-    if not isinstance(checkpoint, dict):
-        raise ValueError(f"{source}: not a cyclestyle checkpoint")
-    raw = checkpoint.get(RECORD_KEY)
-    if raw is None:
-        return _legacy_record(checkpoint, source)
-    if not isinstance(raw, dict) or not isinstance(raw.get("translators"), dict) or raw.get("format", 0) > FORMAT:
-        raise ValueError(f"{source}: its '{RECORD_KEY}' record is unreadable or from a newer cyclestyle "
-                         f"(format {raw.get('format') if isinstance(raw, dict) else '?'}; this one reads {FORMAT})")
-    fields = {f.name for f in dataclasses.fields(TranslatorSpec)}
-    translators = {}
-    for direction, entry in raw["translators"].items():
-        if not isinstance(entry, dict) or not fields >= set(entry) or "module" not in entry or "builder" not in entry:
-            raise ValueError(f"{source}: the record's {direction} translator is malformed: {entry!r}")
-        translators[direction] = TranslatorSpec(**entry)
-    return Record(family=str(raw.get("family", "?")), translators=translators)
-
-
-def _legacy_record(checkpoint: dict, source: str) -> Record:
-    """CycleGAN checkpoints of cyclestyle 0.1 before the record: generator settings in hparams."""
-    hparams = checkpoint.get("hyper_parameters") or {}
-    saved = hparams.get("generator") if isinstance(hparams, dict) else None
-    if "state_dict" not in checkpoint or not isinstance(saved, dict):
-        raise ValueError(f"{source}: not a cyclestyle checkpoint (no '{RECORD_KEY}' record, no "
-                         f"hyper_parameters.generator)")
-    known = inspect.signature(builder_callable(LEGACY_BUILDER, source=source)).parameters
-    unknown = sorted(map(str, set(saved) - set(known)))
-    if unknown:
-        raise ValueError(f"{source}: hyper_parameters.generator has unknown setting(s) {', '.join(unknown)} "
-                         f"(known: {', '.join(sorted(known))})")
-    kwargs = {k: v for k, v in saved.items() if k not in ("init_type", "init_gain")}
-    multiple = _legacy_size_multiple(kwargs.get("name", "resnet_9blocks"))
-    return Record(family="cyclegan", translators={
-        direction: TranslatorSpec(module=module, builder=LEGACY_BUILDER, kwargs=kwargs, size_multiple=multiple)
-        for direction, module in (("a2b", "g_a"), ("b2a", "g_b"))})
-
-
-def _legacy_size_multiple(name: str) -> int:
-    from .networks import UNET_LEVELS
-
-    return int(name.removeprefix("unet_")) if name in UNET_LEVELS else 4
 
 
 def builder_callable(builder: str, *, source: str):
@@ -214,8 +147,6 @@ def module_state(state_dict: dict, module: str) -> dict[str, torch.Tensor]:
 def build_translator(checkpoint: dict, direction: str, *, source: str, overrides: dict | None = None
                      ) -> tuple[nn.Module, TranslatorSpec]:
     """(network in eval mode with its weights, its spec) for `direction` of a cyclestyle checkpoint."""
-    from .inference.reference import drop_stale_norm_keys
-
     spec = read_record(checkpoint, source=source).spec(direction, source=source)
     weights = checkpoint.get("state_dict")
     if not isinstance(weights, dict):
@@ -223,20 +154,11 @@ def build_translator(checkpoint: dict, direction: str, *, source: str, overrides
     state = module_state(weights, spec.module)
     if not state:
         raise ValueError(f"{source}: the checkpoint holds no '{spec.module}.*' weights (direction {direction})")
-    if spec.builder == LEGACY_BUILDER:
+    if spec.builder == CYCLEGAN_BUILDER:
         state = drop_stale_norm_keys(state, {**spec.kwargs, **(overrides or {})}.get("norm") or "instance")
     net = load_network(spec, state, source=f"{source} ({direction})", overrides=overrides)
     multiple = getattr(net, "size_multiple", spec.size_multiple)
     return net.eval(), dataclasses.replace(spec, size_multiple=multiple)
-
-
-def new_checkpoint(family: str, translators: dict[str, TranslatorSpec], state_dict: dict[str, torch.Tensor],
-                   hyper_parameters: dict, **extra) -> dict:
-    """A weights-only checkpoint (no optimizer state): translates, and fine-tunes with `ckpt_path=`."""
-    import pytorch_lightning as pl
-
-    return {"state_dict": state_dict, "hyper_parameters": hyper_parameters, "epoch": 0, "global_step": 0,
-            "pytorch-lightning_version": pl.__version__, RECORD_KEY: make_record(family, translators), **extra}
 
 
 def is_weights_only(checkpoint: dict) -> bool:
@@ -273,7 +195,7 @@ def load_weights(model, checkpoint: dict, *, source: str) -> list[str]:
     return sorted({k.split(".")[0] for k in result.missing_keys})
 
 
-def load_weights_only(model: TranslationModel, ckpt_path: str) -> bool:
+def load_weights_only(model, ckpt_path: str) -> bool:
     """If `ckpt_path` holds weights but no training state (e.g. from `cyclestyle import-reference`),
     load them into `model` and return True; False for a full checkpoint that Lightning resumes."""
     checkpoint = safe_load(ckpt_path, mmap=True)
@@ -285,7 +207,7 @@ def load_weights_only(model: TranslationModel, ckpt_path: str) -> bool:
     return True
 
 
-def check_resumable(model: TranslationModel, ckpt_path: str) -> None:
+def check_resumable(model, ckpt_path: str) -> None:
     """Fail with one clear line if a full checkpoint does not fit the model this run builds
     (Lightning would stop with a long size-mismatch traceback instead)."""
     checkpoint = safe_load(ckpt_path, mmap=True)

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from pytorch_lightning.utilities import rank_zero_info
 
 from .atomic import atomic_target
-from .models.base import describe_directions
+from .record import describe_directions
 
 
 class PerformanceMonitor(pl.Callback):

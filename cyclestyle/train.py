@@ -23,6 +23,7 @@ from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 
 from cyclestyle.callbacks import LastCheckpoint, SampleImages
 from cyclestyle.checkpoints import check_resumable, load_weights_only
+from cyclestyle.config_checks import check_config
 from cyclestyle.loggers import git_commit, upload_checkpoints
 from cyclestyle.run_folder import check_run_folder
 from cyclestyle.tracking import BestCheckpoint, ModelCard
@@ -61,7 +62,7 @@ def _resolve_auto_precision(cfg: DictConfig) -> None:
     slower on AVX2-only CPUs) is kept, with a warning that measures the cost."""
     import torch
 
-    from cyclestyle.inference.devices import bf16_trap, native_bf16
+    from cyclestyle.devices import bf16_trap, native_bf16
 
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
     on_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
@@ -105,6 +106,7 @@ def _instantiate_all(group: DictConfig | None) -> list:
 
 def train(cfg: DictConfig) -> tuple[pl.Trainer, pl.LightningModule]:
     """Fit the model the config describes; returns the trainer and the model."""
+    check_config(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     _group_sweeps(cfg)
     _resolve_auto_precision(cfg)

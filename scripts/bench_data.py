@@ -27,7 +27,7 @@ from PIL import Image
 from cyclestyle.data import UnpairedDataModule
 from cyclestyle.data.packing import pack
 from cyclestyle.data.streams import StreamingUnpairedDataModule
-from cyclestyle.inference.devices import describe_machine, native_bf16
+from cyclestyle.devices import describe_machine, native_bf16
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_train import batches, cyclestyle_loop  # noqa: E402

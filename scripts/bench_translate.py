@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cyclestyle.inference.devices import describe_machine, native_bf16
+from cyclestyle.devices import describe_machine, native_bf16
 from cyclestyle.pixels import from_rgb_array, psnr, to_uint8
 from cyclestyle.inference.batch import default_workers, translate_files
 from cyclestyle.inference.files import plan
@@ -199,7 +199,7 @@ def video_case(model_path: Path, tmp: Path, devices: list[torch.device], batch_s
     """frames/s of `translate` on a 480p clip, and what temporal smoothing costs and gains."""
     import av
 
-    from cyclestyle.inference.devices import native_bf16
+    from cyclestyle.devices import native_bf16
     from cyclestyle.inference.files import Job
     from cyclestyle.inference.smoothing import TemporalSmoother, flicker
     from cyclestyle.inference.tiling import run_whole
@@ -236,7 +236,7 @@ def adain_case(devices: list[torch.device], quick: bool) -> None:
     """AdaIN images/s at 512x512 (the paper's network, random weights): a new 512 px style per image
     (the two-input forward: content and style encoded every time) against a cached style (its
     statistics encoded once: what `translate --style` runs), fp32 and bf16 where native."""
-    from cyclestyle.inference.devices import native_bf16
+    from cyclestyle.devices import native_bf16
     from cyclestyle.networks.adain import AdaINNet, StyledAdaIN
 
     torch.manual_seed(0)
@@ -263,7 +263,7 @@ def fast_style_case(tmp: Path, devices: list[torch.device], batch_size: int, qui
     """fast_style (Johnson et al.'s TransformerNet, 32 channels, 5 residual blocks, random weights) through
     `translate`'s pipeline from a pytorch/examples-layout .pth: images/s at 256x256 and 1024x1024, fp32
     and bf16 where native."""
-    from cyclestyle.inference.devices import native_bf16
+    from cyclestyle.devices import native_bf16
     from cyclestyle.networks import TransformerNet
 
     torch.manual_seed(0)

@@ -48,7 +48,7 @@ def main() -> None:
     for name, rgb in {"cat": cat, "rocket": rocket, "style_watercolour": styles["watercolour"],
                       "style_cells": styles["cells"], "style_coffee": sunset}.items():
         _save(rgb, args.out / f"{name}.jpg")
-    common = dict(size=SIDE, steps=args.steps, weights="caffe")
+    common = cyclestyle.StylizeOptions(size=SIDE, steps=args.steps, weights="caffe")
     runs = {
         "cat__watercolour": (cat, styles["watercolour"], {}),
         "cat__cells": (cat, styles["cells"], {}),
@@ -60,7 +60,7 @@ def main() -> None:
     }
     for name, (content, style, options) in runs.items():
         start = time.perf_counter()
-        image = cyclestyle.stylize(content, style, **common, **options)
+        image = cyclestyle.stylize(content, style, common, **options)
         print(f"  {name}: {time.perf_counter() - start:.0f} s", flush=True)
         _save(image, args.out / f"{name}.jpg")
     total = sum(p.stat().st_size for p in args.out.glob("*.jpg"))

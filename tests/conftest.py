@@ -1,7 +1,10 @@
-"""Shared fixtures: tiny image folders and the real Hydra configs composed for tiny runs."""
+"""Shared fixtures: tiny image folders and the real Hydra configs composed for tiny runs; every test
+starts from, and leaves, the same process-wide torch settings (`torch_globals_restored`)."""
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -17,6 +20,86 @@ from PIL import Image
 
 
 TINY_GENERATOR = {"name": "resnet_6blocks", "ngf": 8, "norm": "instance", "dropout": False}
+
+# Process-wide torch settings that code under test may change (cyclestyle's own compile paths set
+# inductor_config.freezing and fx_graph_cache, train() the fp32 matmul precision, keep_compile_caches()
+# TORCHINDUCTOR_CACHE_DIR): without a reset, a test's outcome depends on which tests ran before it.
+TORCH_CONFIGS = ("torch._inductor.config", "torch._dynamo.config", "torch._functorch.config")
+# Settings a library makes once, when it is first imported (a registration, not a test's change):
+# undoing it would leave every later test without it, unlike any real process. torchao's x86 quantizer
+# (imported by `translate --precision int8`) installs its quant lift-up pass as Inductor's pre-grad pass.
+IMPORT_TIME_SETTINGS = {
+    "torchao.quantization.pt2e.quantizer.x86_inductor_quantizer": [("torch._inductor.config", "pre_grad_custom_pass")],
+}
+
+
+def _torch_scalars() -> tuple:
+    import torch
+
+    return (torch.get_num_threads(), torch.get_default_dtype(), torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(), torch.is_grad_enabled(),
+            torch.get_float32_matmul_precision())
+
+
+def _set_torch_scalars(scalars: tuple) -> None:
+    import torch
+
+    threads, dtype, deterministic, warn_only, grad, matmul = scalars
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    torch.set_default_dtype(dtype)
+    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+    torch.set_grad_enabled(grad)
+    torch.set_float32_matmul_precision(matmul)
+
+
+@contextlib.contextmanager
+def torch_globals_restored():
+    """Snapshot torch's config modules (Inductor, Dynamo, AOTAutograd), the TORCHINDUCTOR_* environment
+    and torch's global scalars (threads, default dtype, deterministic algorithms, grad mode, matmul
+    precision), and on exit put back whatever was changed (~2 ms)."""
+    import importlib
+
+    configs = [importlib.import_module(name) for name in TORCH_CONFIGS]
+    saved = [config.get_config_copy() for config in configs]
+    imported = {module for module in IMPORT_TIME_SETTINGS if module in sys.modules}
+    environment = {k: v for k, v in os.environ.items() if k.startswith("TORCHINDUCTOR_")}
+    scalars = _torch_scalars()
+    try:
+        yield
+    finally:
+        registered = {setting for module, settings in IMPORT_TIME_SETTINGS.items()
+                      if module not in imported and module in sys.modules for setting in settings}
+        for config, before in zip(configs, saved):
+            now = config.get_config_copy()
+            changed = {k: v for k, v in before.items() if now.get(k) is not v and now.get(k) != v}
+            # `del config.key` (unittest.mock.patch's restore path) hides a key until it is set again
+            changed.update({k: before[k] for k, entry in getattr(config, "_config", {}).items()
+                            if getattr(entry, "hide", False) and k in before})
+            for key in [k for k in changed if (config.__name__, k) in registered]:
+                del changed[key]
+            if changed:
+                config.load_config(changed)
+        for k in [k for k in os.environ if k.startswith("TORCHINDUCTOR_") and k not in environment]:
+            del os.environ[k]
+        os.environ.update(environment)
+        if _torch_scalars() != scalars:
+            _set_torch_scalars(scalars)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _isolated_torch_globals_per_module():
+    """Module-scoped fixtures (a trained checkpoint, a compiled or int8 generator) are set up before any
+    function-scoped snapshot: what they change is put back when their module ends."""
+    with torch_globals_restored():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _isolated_torch_globals():
+    """Every test starts from, and leaves, the same process-wide torch settings."""
+    with torch_globals_restored():
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +200,23 @@ def compose_config(overrides: list[str], output_dir: Path) -> DictConfig:
     return cfg
 
 
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A real last.ckpt of a tiny 2-iteration run (resnet_6blocks, ngf 8), trained once per module."""
+    from cyclestyle.train import train
+
+    root = tmp_path_factory.mktemp("ckpt")
+    write_images(root / "A", 4, seed=1)
+    write_images(root / "B", 4, seed=2, tint=60)
+    cfg = compose_config(["data=folders", f"data.a={root / 'A'}", f"data.b={root / 'B'}", *TINY,
+                          "trainer.max_steps=2", "callbacks=none",
+                          "+callbacks.last_checkpoint._target_=cyclestyle.callbacks.LastCheckpoint",
+                          f"+callbacks.last_checkpoint.dirpath={root}"],
+                         root / "out")
+    train(cfg)
+    return root / "last.ckpt"
+
+
 @pytest.fixture
 def tiny_cfg(folders, tmp_path):
     """Factory: a tiny CPU run on `folders` with extra overrides."""
@@ -127,3 +227,39 @@ def tiny_cfg(folders, tmp_path):
         return compose_config(overrides, tmp_path / "out")
 
     return make
+
+
+def flip_middle(source: Path, target: Path) -> Path:
+    """A copy of `source` with 16 bytes in its middle inverted (what a bad disk or copy does)."""
+    data = bytearray(source.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 16] = bytes(b ^ 0xFF for b in data[middle:middle + 16])
+    target.write_bytes(bytes(data))
+    return target
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """Factory: mount(kb) -> a fresh tmpfs of that size (a disk that fills up), and resize(kb). Needs
+    root (mount); skips with the reason otherwise. Unmounted at the end."""
+    import subprocess
+
+    mounted = []
+
+    def mount(kb: int) -> Path:
+        folder = tmp_path / f"disk{len(mounted)}"
+        folder.mkdir()
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kb}k", "tmpfs", str(folder)],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a small tmpfs here (needs root): {result.stderr.strip()}")
+        mounted.append(folder)
+        return folder
+
+    def resize(folder: Path, kb: int) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={kb}k", str(folder)], check=True)
+
+    mount.resize = resize
+    yield mount
+    for folder in reversed(mounted):
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)

@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
+from adain_port import adain_vgg_normalised
 from conftest import write_images
-from test_vgg import adain_vgg_normalised
 
 
 def random_net(seed: int = 0):
@@ -109,11 +109,11 @@ def test_a_bound_style_runs_like_the_two_input_network():
 
 # --- checkpoints, translate, export -----------------------------------------------------------------
 def adain_checkpoint(path, net) -> None:
-    from cyclestyle.checkpoints import new_checkpoint
-    from cyclestyle.models.adain import adain_translators, encoder_record
+    from cyclestyle.record import new_checkpoint
+    from cyclestyle.models.adain import encoder_record, translator_specs
 
     state = {f"net.{k}": v for k, v in net.state_dict().items()}
-    torch.save(new_checkpoint("adain", adain_translators(encoder_record(net)), state, {}), path)
+    torch.save(new_checkpoint("adain", translator_specs(encoder_record(net)), state, {}), path)
 
 
 def as_input(path) -> torch.Tensor:
@@ -158,13 +158,13 @@ def test_translate_writes_every_content_style_pair_or_the_blend(tmp_path):
 
 
 def test_translate_refuses_bad_style_options_clearly(tmp_path, capsys):
-    from cyclestyle.checkpoints import LEGACY_BUILDER, new_checkpoint
-    from cyclestyle.models.base import TranslatorSpec
+    from cyclestyle.record import CYCLEGAN_BUILDER, new_checkpoint
+    from cyclestyle.record import TranslatorSpec
     from cyclestyle.networks import build_generator
 
     adain_checkpoint(tmp_path / "adain.ckpt", random_net())
     generator = build_generator("resnet_6blocks", ngf=4)
-    spec = TranslatorSpec(module="g_a", builder=LEGACY_BUILDER, kwargs={"name": "resnet_6blocks", "ngf": 4})
+    spec = TranslatorSpec(module="g_a", builder=CYCLEGAN_BUILDER, kwargs={"name": "resnet_6blocks", "ngf": 4})
     torch.save(new_checkpoint("cyclegan", {"a2b": spec}, {f"g_a.{k}": v for k, v in generator.state_dict().items()},
                               {}), tmp_path / "cyclegan.ckpt")
     photo = write_images(tmp_path / "photos", 1, size=(32, 32))[0]

@@ -1,34 +1,14 @@
 """The `cyclestyle` command end to end, in subprocesses: help, multirun, signals, DDP on CPU."""
-import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
+from cli_runs import cyclestyle, env, tiny_args
 from conftest import TINY
-
-TESTS = Path(__file__).parent
-
-
-def env() -> dict:
-    return {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "offline",
-            "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-
-
-def cyclestyle(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run the installed command from a neutral folder (not the source tree)."""
-    return subprocess.run([sys.executable, "-m", "cyclestyle", *args], env=env(), capture_output=True, text=True,
-                          timeout=600, cwd=cwd or tempfile.gettempdir())
-
-
-def tiny_args(folders, out, *extra) -> list[str]:
-    a, b = folders
-    return ["train", "data=folders", f"data.a={a}", f"data.b={b}", *TINY, f"paths.output_dir={out}", *extra]
 
 
 def test_help_lists_subcommands():

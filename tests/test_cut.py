@@ -294,16 +294,17 @@ def _official_kwargs(name, module):
 
 def test_an_official_generator_wrapped_in_a_record_translates_and_fine_tunes(tmp_path):
     """What `import-reference` and `translate` need for an official latest_net_G.pth: its settings
-    (infer_cut_generator), the record's translator (cut_translators) and the weights under `g.`."""
-    from cyclestyle.checkpoints import build_translator, load_weights, new_checkpoint
-    from cyclestyle.models.cut import OFFICIAL_NETWORKS, cut_translators
+    (infer_cut_generator), the record's translator (translator_specs) and the weights under `g.`."""
+    from cyclestyle.checkpoints import build_translator, load_weights
+    from cyclestyle.record import new_checkpoint
+    from cyclestyle.models.cut import OFFICIAL_NETWORKS, translator_specs
 
     official = ResnetGenerator(ngf=8, n_blocks=6, antialias=True, antialias_up=True)
     torch.save(official.state_dict(), tmp_path / "latest_net_G.pth")
     state = torch.load(tmp_path / "latest_net_G.pth", weights_only=True)
     settings = infer_cut_generator(state)
     prefix = OFFICIAL_NETWORKS["G"]
-    checkpoint = new_checkpoint("cut", cut_translators(settings), {f"{prefix}.{k}": v for k, v in state.items()},
+    checkpoint = new_checkpoint("cut", translator_specs(settings), {f"{prefix}.{k}": v for k, v in state.items()},
                                 {"generator": settings})
     net, spec = build_translator(checkpoint, "a2b", source="imported")
     x = torch.rand(1, 3, 32, 32) * 2 - 1

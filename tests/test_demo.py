@@ -1,5 +1,10 @@
 """The built-in demo: `cyclestyle train` with no data arguments, offline, at a small size."""
+import ast
 import json
+import subprocess
+import sys
+import textwrap
+import time
 
 import pytest
 import torch
@@ -8,7 +13,7 @@ from PIL import Image
 from cyclestyle.data import build_demo, find_images
 from cyclestyle.data.demo import stylize
 
-from test_cli import cyclestyle
+from cli_runs import cyclestyle
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +75,7 @@ def test_paired_psnr_reports_translation_next_to_untouched(tmp_path):
 
     root = build_demo(tmp_path / "demo", size=40, train_per_photo=1, test_per_photo=1)
 
-    from cyclestyle.models.base import TranslatorSpec
+    from cyclestyle.record import TranslatorSpec
 
     class Copy(torch.nn.Module):  # a "translation" that changes nothing
         device = torch.device("cpu")
@@ -103,3 +108,41 @@ def test_read_only_arrays_convert_without_a_warning():
         warnings.simplefilter("error")
         x = from_rgb_array(rgb)
     assert x.shape == (1, 3, 3, 4) and torch.equal(x[0, :, 0, 0], torch.tensor([1.0, -1.0, -1.0]))
+
+
+CONCURRENT_BUILD = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    import cyclestyle.data.demo as demo
+
+    stylize = demo.stylize
+    def slow(rgb):  # both builders overlap for a while
+        time.sleep(0.2)
+        return stylize(rgb)
+    demo.stylize = slow
+    root = demo.build_demo(Path(sys.argv[1]), size=40, train_per_photo=4, test_per_photo=2)
+    seen = set()
+    for _ in range(30):  # as a run reads its data set, the other builder may finish meanwhile
+        seen.add((root.stat().st_ino, len(list((root / "trainA").glob("*.png")))))  # the same folder, whole
+        time.sleep(0.1)
+    print(sorted(seen))
+""")
+
+
+@pytest.mark.slow
+def test_two_first_runs_sharing_a_fresh_cache_build_the_demo_once(tmp_path):
+    """The second builder waits for the first and uses its data set; it never replaces a set
+    the first is already reading."""
+    root = tmp_path / "cache" / "demo"
+    runs = []
+    for _ in range(2):  # the second starts a little later, so it would finish while the first reads
+        runs.append(subprocess.Popen([sys.executable, "-c", CONCURRENT_BUILD, str(root)], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True))
+        time.sleep(1.0)
+    outputs = [run.communicate(timeout=300) for run in runs]
+    for run, (stdout, stderr) in zip(runs, outputs):
+        assert run.returncode == 0, stderr
+        counts = ast.literal_eval(stdout.strip().splitlines()[-1])
+        assert len(counts) == 1 and counts[0][1] > 0, counts  # never replaced or emptied under a reader
+    assert sorted(p.name for p in root.parent.iterdir() if not p.name.endswith(".lock")) == ["demo"]  # no leftovers
+    assert (root / ".complete").exists()

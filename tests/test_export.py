@@ -14,11 +14,10 @@ from cyclestyle.networks import build_discriminator, build_generator
 from cyclestyle.train import train
 
 from conftest import write_images
-from test_translate import checkpoint  # noqa: F401 -- the module-scoped tiny checkpoint fixture
 
 
 @pytest.mark.parametrize("fmt,suffix", [("onnx", ".onnx"), ("pt2", ".pt2"), ("torchscript", ".pt")])
-def test_exported_files_match_pytorch_on_a_non_square_input(checkpoint, tmp_path, fmt, suffix):  # noqa: F811
+def test_exported_files_match_pytorch_on_a_non_square_input(checkpoint, tmp_path, fmt, suffix):
     out = tmp_path / f"g{suffix}"
     assert export_main([str(checkpoint), "--format", fmt, "--direction", "b2a", "--output", str(out)]) == 0
     original = load_generator(checkpoint, direction="b2a", precision="32")
@@ -28,7 +27,7 @@ def test_exported_files_match_pytorch_on_a_non_square_input(checkpoint, tmp_path
     assert (exported(x) - original(x)).abs().max() < 1e-4
 
 
-def test_onnx_export_uses_the_dynamo_exporter_and_falls_back_without_onnxscript(checkpoint, tmp_path, monkeypatch):  # noqa: F811
+def test_onnx_export_uses_the_dynamo_exporter_and_falls_back_without_onnxscript(checkpoint, tmp_path, monkeypatch):
     import torch.onnx
 
     calls = []
@@ -49,7 +48,7 @@ def test_onnx_export_uses_the_dynamo_exporter_and_falls_back_without_onnxscript(
     assert calls == [True, True, False]  # dynamo first; the TorchScript-based exporter only without onnxscript
 
 
-def test_translate_accepts_exported_files(checkpoint, tmp_path):  # noqa: F811
+def test_translate_accepts_exported_files(checkpoint, tmp_path):
     write_images(tmp_path / "in", 2, size=(30, 41))
     export_main([str(checkpoint), "--format", "onnx", "--output", str(tmp_path / "g.onnx")])
     export_main([str(checkpoint), "--format", "pt2", "--output", str(tmp_path / "g.pt2")])

@@ -9,8 +9,8 @@ import torch
 from omegaconf import open_dict
 from PIL import Image
 
+from cli_runs import cyclestyle
 from conftest import FAMILY_TINY, STYLE_OPTIONS, compose_config, family_overrides, write_images
-from test_cli import cyclestyle
 
 FAMILIES = sorted(FAMILY_TINY)
 
@@ -21,11 +21,12 @@ def family_cfg(family: str, a, b, out, *extra: str):
 
 def bound(family: str, net, condition):
     """A style-conditioned network bound as `translate` binds it with the family's STYLE_OPTIONS."""
-    from cyclestyle.commands.translate import build_parser, style_binding
-    from cyclestyle.inference.styles import read_styles
+    from cyclestyle.commands.translate import build_parser, options_from
+    from cyclestyle.inference.api import read_option_styles, style_binding
 
     args = build_parser().parse_args(["model", "input", "--output", "out", *STYLE_OPTIONS.get(family, [])])
-    return style_binding(args, read_styles(args))(net, condition)
+    options = options_from(args)
+    return style_binding(options, read_option_styles(options))(net, condition)
 
 
 def expected(family: str, model, direction: str, x: torch.Tensor) -> torch.Tensor:
@@ -53,7 +54,8 @@ def trained(request, data, tmp_path_factory):
 
 
 def test_a_checkpoint_records_its_family_and_how_to_rebuild_each_translator(trained):
-    from cyclestyle.checkpoints import build_translator, read_record
+    from cyclestyle.checkpoints import build_translator
+    from cyclestyle.record import read_record
 
     family, model, ckpt = trained
     checkpoint = torch.load(ckpt, weights_only=True)
@@ -159,7 +161,7 @@ def test_two_process_ddp_ends_with_identical_weights(family, data, tmp_path):
 
 def _legacy(checkpoint: dict) -> dict:
     """The checkpoint as cyclestyle wrote it before the record existed (CycleGAN only)."""
-    from cyclestyle.checkpoints import RECORD_KEY
+    from cyclestyle.record import RECORD_KEY
 
     return {k: v for k, v in checkpoint.items() if k != RECORD_KEY}
 

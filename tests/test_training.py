@@ -138,13 +138,21 @@ def read_metrics(path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def test_short_fit_counts_iterations_logs_and_checkpoints(tiny_cfg, tmp_path):
+def test_short_fit_counts_iterations_logs_and_checkpoints(tiny_cfg, tmp_path, monkeypatch):
+    trained = []  # the batches the model trained on
+    original = CycleGAN.training_step
+
+    def training_step(self, batch, batch_idx):
+        trained.append(batch_idx)
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(CycleGAN, "training_step", training_step)
     cfg = tiny_cfg("logger=csv", "trainer.max_steps=7", "trainer.val_check_interval=3",
                    "callbacks.last_checkpoint.every_n_iterations=3", "trainer.log_every_n_steps=1")
     trainer, model = train(cfg)
     out = tmp_path / "out"
     assert trainer.global_step == 7
-    assert trainer.fit_loop.epoch_loop._batches_that_stepped == 7  # batches == steps
+    assert len(trained) == 7  # max_steps=7 trained 7 batches: a step is a batch, not one of its 2 optimizer steps
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 7
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["iter_0000003.png", "iter_0000006.png"]
@@ -206,7 +214,7 @@ def test_fp16_grad_scaler_updates_once_per_iteration_for_both_optimizers():
 
 @pytest.mark.parametrize("native", [True, False])
 def test_default_precision_is_bf16_where_native_else_32_and_says_so(tiny_cfg, caplog, monkeypatch, native):
-    from cyclestyle.inference import devices
+    from cyclestyle import devices
 
     monkeypatch.setattr(devices, "native_bf16", lambda device: native)
     cfg = tiny_cfg("trainer.max_steps=1")
@@ -220,7 +228,7 @@ def test_default_precision_is_bf16_where_native_else_32_and_says_so(tiny_cfg, ca
 
 @pytest.mark.parametrize("native", [True, False])
 def test_explicit_bf16_where_it_is_emulated_warns_with_the_measured_cost(tiny_cfg, monkeypatch, native):
-    from cyclestyle.inference import devices
+    from cyclestyle import devices
 
     monkeypatch.setattr(devices, "native_bf16", lambda device: native)
     monkeypatch.setattr(devices, "bf16_slowdown", lambda device: 97.0)  # measured by the test below
@@ -233,13 +241,13 @@ def test_explicit_bf16_where_it_is_emulated_warns_with_the_measured_cost(tiny_cf
 
 
 def test_the_bf16_slowdown_is_measured_on_this_device():
-    from cyclestyle.inference.devices import bf16_slowdown
+    from cyclestyle.devices import bf16_slowdown
 
     assert bf16_slowdown(torch.device("cpu")) > 0
 
 
 def test_native_bf16_needs_avx512_bf16_or_amx_on_cpu(monkeypatch):
-    from cyclestyle.inference.devices import native_bf16
+    from cyclestyle.devices import native_bf16
 
     for bf16, amx in ((False, False), (True, False), (False, True)):
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda bf16=bf16: bf16)
@@ -249,7 +257,7 @@ def test_native_bf16_needs_avx512_bf16_or_amx_on_cpu(monkeypatch):
 
 def test_native_bf16_respects_onednns_isa_cap(monkeypatch):
     """ONEDNN_MAX_CPU_ISA below AVX512_CORE_BF16 makes oneDNN emulate bf16 whatever the CPU has."""
-    from cyclestyle.inference.devices import native_bf16
+    from cyclestyle.devices import native_bf16
 
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
     for cap, native in (("AVX2", False), ("avx512_core", False), ("AVX512_CORE_BF16", True), ("ALL", True), ("", True)):
@@ -261,7 +269,7 @@ def test_native_bf16_respects_onednns_isa_cap(monkeypatch):
 def test_an_avx2_only_cpu_reproduced_here_picks_fp32_and_measures_the_bf16_trap():
     """With oneDNN and ATen limited to AVX2 (an AVX2-only CPU, as the benchmarks reproduce it), auto
     picks fp32 and the warning's measured bf16 cost is real: emulated bf16 is many times slower."""
-    script = ("import torch; from cyclestyle.inference.devices import *; cpu = torch.device('cpu'); "
+    script = ("import torch; from cyclestyle.devices import *; cpu = torch.device('cpu'); "
               "print(native_bf16(cpu), resolve_precision('auto', cpu), bf16_slowdown(cpu) > 3)")
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)

@@ -21,24 +21,8 @@ from cyclestyle.inference.batch import size_batches
 from cyclestyle.inference.files import plan
 from cyclestyle.inference.tiling import run_tiled, run_whole
 from cyclestyle.networks import build_generator
-from cyclestyle.train import train
 
-from conftest import TINY, compose_config, write_images
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    """A real last.ckpt of a tiny 2-iteration run (resnet_6blocks, ngf 8)."""
-    root = tmp_path_factory.mktemp("ckpt")
-    write_images(root / "A", 4, seed=1)
-    write_images(root / "B", 4, seed=2, tint=60)
-    cfg = compose_config(["data=folders", f"data.a={root / 'A'}", f"data.b={root / 'B'}", *TINY,
-                          "trainer.max_steps=2", "callbacks=none",
-                          "+callbacks.last_checkpoint._target_=cyclestyle.callbacks.LastCheckpoint",
-                          f"+callbacks.last_checkpoint.dirpath={root}"],
-                         root / "out")
-    train(cfg)
-    return root / "last.ckpt"
+from conftest import write_images
 
 
 def reference_translation(generator, path: Path) -> np.ndarray:
@@ -285,7 +269,7 @@ def test_low_precision_output_is_close_to_fp32(checkpoint, tmp_path, precision):
 
 
 def test_device_and_precision_choice():
-    from cyclestyle.inference.devices import native_bf16, resolve_device, resolve_precision
+    from cyclestyle.devices import native_bf16, resolve_device, resolve_precision
 
     cpu = torch.device("cpu")
     assert resolve_device("cpu") == cpu
@@ -346,7 +330,7 @@ def test_a_fixed_size_network_only_ever_sees_its_size_and_images_keep_theirs(siz
 
 @pytest.mark.parametrize("native", [True, False])
 def test_translate_with_bf16_where_it_is_emulated_warns(checkpoint, tmp_path, capfd, monkeypatch, native):
-    from cyclestyle.inference import devices
+    from cyclestyle import devices
 
     monkeypatch.setattr(devices, "native_bf16", lambda device: native)
     monkeypatch.setattr(devices, "bf16_slowdown", lambda device: 97.0)

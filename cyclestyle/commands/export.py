@@ -30,7 +30,7 @@ FORMATS = ("onnx", "pt2", "torchscript")
 
 
 def build_parser(prog: str = "cyclestyle export") -> argparse.ArgumentParser:
-    from ..inference.style_mix import add_style_mix_arguments
+    from .options import add_style_mix_arguments
 
     parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
     parser.add_argument("model", help="a cyclestyle checkpoint (.ckpt) or reference generator (.pth)")

@@ -10,7 +10,6 @@ import os
 import sys
 from pathlib import Path
 
-import torch
 
 DESCRIPTION = """\
 Turn files of the reference implementations into one cyclestyle checkpoint: the reference
@@ -50,143 +49,31 @@ def build_parser(prog: str = "cyclestyle import-reference") -> argparse.Argument
     return parser
 
 
-def import_reference(g_a: str, g_b: str, output: str | os.PathLike, *, d_a: str | None = None,
-                     d_b: str | None = None) -> Path:
-    """Write a weights-only CycleGAN checkpoint from reference files; returns its path."""
-    from ..checkpoints import LEGACY_BUILDER, new_checkpoint
-    from ..inference.reference import drop_stale_norm_keys, infer_discriminator
-    from ..inference.sources import generator_from_state, safe_load
-    from ..models.base import TranslatorSpec
-    from ..networks import build_discriminator
-
-    state_dict, specs, translators = {}, {}, {}
-    for prefix, path, direction in (("g_a", g_a, "a2b"), ("g_b", g_b, "b2a")):
-        net, specs[prefix] = generator_from_state(safe_load(path), source=str(path))
-        state_dict.update({f"{prefix}.{k}": v for k, v in net.state_dict().items()})
-        translators[direction] = TranslatorSpec(module=prefix, builder=LEGACY_BUILDER, kwargs=specs[prefix],
-                                                size_multiple=net.size_multiple)
-    if specs["g_a"] != specs["g_b"]:
-        raise ValueError(f"G_A ({specs['g_a']}) and G_B ({specs['g_b']}) differ; cyclestyle uses one generator architecture")
-    hparams = {"generator": specs["g_a"]}
-    if (d_a is None) != (d_b is None):
-        raise ValueError("give both --d-a and --d-b, or neither")
-    if d_a is not None:
-        for prefix, path in (("d_a", d_a), ("d_b", d_b)):
-            state = safe_load(path)
-            if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-                raise ValueError(f"{path}: not a discriminator state_dict (a dict of named tensors)")
-            try:
-                spec = infer_discriminator(state)
-            except ValueError as error:
-                raise ValueError(f"{path}: {error}") from None
-            net = build_discriminator(**spec)
-            try:
-                net.load_state_dict(drop_stale_norm_keys(state, spec["norm"]), strict=True)
-            except RuntimeError as error:
-                raise ValueError(f"{path}: the weights do not fit a {spec} discriminator: {error}") from None
-            state_dict.update({f"{prefix}.{k}": v for k, v in net.state_dict().items()})
-            hparams["discriminator"] = spec
-    checkpoint = new_checkpoint("cyclegan", translators, state_dict, hparams, imported_from={
-        "g_a": str(g_a), "g_b": str(g_b), "d_a": d_a and str(d_a), "d_b": d_b and str(d_b)})
-    return _write(checkpoint, output)
+# Which adapter (cyclestyle.adapters) and role each file flag feeds.
+FLAG_ROLES = {"g_a": ("cyclegan", "g_a"), "g_b": ("cyclegan", "g_b"), "d_a": ("cyclegan", "d_a"),
+              "d_b": ("cyclegan", "d_b"), "ugatit": ("ugatit", "params"), "cut": ("cut", "g"), "cut_d": ("cut", "d"),
+              "cut_f": ("cut", "f"), "adain_decoder": ("adain", "decoder"), "adain_vgg": ("adain", "vgg"),
+              "fast_neural_style": ("fast_neural_style", "pth")}
 
 
-def import_ugatit(params: str | os.PathLike, output: str | os.PathLike) -> Path:
-    """Write a weights-only U-GAT-IT checkpoint from an official `*_params_*.pt`; returns its path."""
-    from ..checkpoints import new_checkpoint
-    from ..inference.reference import read_ugatit_params
-    from ..inference.sources import safe_load
-    from ..models.ugatit import translator_specs
+def import_files(format: str, files: dict[str, str | os.PathLike], output: str | os.PathLike, **options) -> Path:
+    """Convert a peer's files ({role: path}, see `cyclestyle.adapters.ADAPTERS[format].roles`) into a
+    weights-only cyclestyle checkpoint at `output` (written atomically); returns its path."""
+    from ..adapters import ADAPTERS, File
 
-    states, generator, discriminator = read_ugatit_params(safe_load(params), source=str(params))
-    state_dict = {f"{module}.{k}": v for module, state in states.items() for k, v in state.items()}
-    checkpoint = new_checkpoint("ugatit", translator_specs(generator), state_dict,
-                                {"generator": generator, "discriminator": discriminator},
-                                imported_from={"ugatit": str(params)})
-    return _write(checkpoint, output)
-
-
-def import_cut(g: str | os.PathLike, output: str | os.PathLike, *, d: str | None = None, f: str | None = None,
-               family: str = "cut") -> Path:
-    """Write a weights-only CUT/FastCUT checkpoint from official files; returns its path."""
-    from ..checkpoints import load_network, new_checkpoint
-    from ..inference.sources import safe_load
-    from ..models.cut import OFFICIAL_NETWORKS, cut_translators
-    from ..networks import PatchHeads, build_discriminator, infer_cut_discriminator, infer_cut_heads
-    from ..networks.cut import infer_cut_generator
-
-    state, hparams, loaded = safe_load(g), {}, {}
-    try:
-        hparams["generator"] = infer_cut_generator(state)
-    except ValueError as error:
-        raise ValueError(f"{g}: {error}") from None
-    translators = cut_translators(hparams["generator"])
-    loaded["G"] = load_network(translators["a2b"], state, source=str(g)).state_dict()
-    for name, path, infer, build in (("D", d, infer_cut_discriminator, build_discriminator),
-                                     ("F", f, infer_cut_heads, PatchHeads)):
-        if path is None:
-            continue
-        state = safe_load(path)
-        try:
-            settings = infer(state)
-            net = build(**settings)
-            net.load_state_dict(state, strict=True)
-        except (ValueError, RuntimeError) as error:
-            raise ValueError(f"{path}: not an official CUT {name} file that fits: {str(error).splitlines()[0]}") from None
-        hparams["discriminator" if name == "D" else "heads"] = settings
-        loaded[name] = net.state_dict()
-    state_dict = {f"{OFFICIAL_NETWORKS[name]}.{k}": v for name, weights in loaded.items() for k, v in weights.items()}
-    checkpoint = new_checkpoint(family, translators, state_dict, hparams,
-                                imported_from={"G": str(g), "D": d and str(d), "F": f and str(f)})
-    return _write(checkpoint, output)
-
-
-def import_adain(decoder: str | os.PathLike, vgg: str | os.PathLike, output: str | os.PathLike) -> Path:
-    """Write a weights-only AdaIN checkpoint from pytorch-AdaIN's decoder.pth and vgg_normalised.pth
-    (or another VGG-19 file the shared VGGFeatures reads); returns its path."""
-    from ..checkpoints import new_checkpoint
-    from ..inference.sources import safe_load
-    from ..models.adain import adain_translators, encoder_record
-    from ..networks.adain import AdaINNet
-
-    net = AdaINNet(encoder={"weights": str(Path(vgg).expanduser())})
-    state = safe_load(decoder)
-    try:
-        net.decoder.load_state_dict(state, strict=True)
-    except (RuntimeError, TypeError, AttributeError) as error:
-        raise ValueError(f"{decoder}: not a pytorch-AdaIN decoder.pth (an nn.Sequential state dict with keys "
-                         f"1.weight ... 28.bias): {str(error).splitlines()[0]}") from None
-    encoder = encoder_record(net)
-    checkpoint = new_checkpoint("adain", adain_translators(encoder), {f"net.{k}": v for k, v in net.state_dict().items()},
-                                {"encoder": encoder}, imported_from={"decoder": str(decoder), "vgg": str(vgg)})
-    return _write(checkpoint, output)
-
-
-def import_fast_neural_style(pth: str | os.PathLike, output: str | os.PathLike) -> Path:
-    """Write a weights-only fast_style checkpoint from a pytorch/examples saved model (instance-norm
-    running statistics of old PyTorch files dropped); returns its path."""
-    from ..checkpoints import load_network, new_checkpoint
-    from ..inference.sources import safe_load
-    from ..models.fast_style import fast_style_translators
-    from ..networks import infer_fast_neural_style
-
-    try:
-        network, state = infer_fast_neural_style(safe_load(pth))
-    except ValueError as error:
-        raise ValueError(f"{pth}: {error}") from None
-    translators = fast_style_translators({**network, "n_styles": 0})
-    weights = load_network(translators["a2b"], state, source=str(pth)).state_dict()
-    checkpoint = new_checkpoint("fast_style", translators, {f"net.{k}": v for k, v in weights.items()},
-                                {"network": network}, imported_from={"fast_neural_style": str(pth)})
+    adapter = ADAPTERS[format]
+    checkpoint = adapter.convert({role: File(path) for role, path in files.items()}, **options)
     return _write(checkpoint, output)
 
 
 def _write(checkpoint: dict, output: str | os.PathLike) -> Path:
+    import torch
+
     from ..atomic import atomic_target, remove_stale_temps
 
     output = Path(output).expanduser()
     remove_stale_temps(output.parent, recursive=False, target=output.name)  # left by a killed earlier run
-    with atomic_target(output) as tmp:
+    with atomic_target(output) as tmp:  # a full disk: DiskFullError, no partial file
         torch.save(checkpoint, tmp)
     return output
 
@@ -194,29 +81,24 @@ def _write(checkpoint: dict, output: str | os.PathLike) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    cyclegan = [args.g_a, args.g_b, args.d_a, args.d_b]
-    sources = sum(bool(x) for x in (any(cyclegan), args.ugatit, args.cut, args.adain_decoder or args.adain_vgg,
-                                          args.fast_neural_style))
-    if sources != 1 or (any(cyclegan) and not (args.g_a and args.g_b)):
+    from ..adapters import ADAPTERS
+
+    given = {flag: value for flag, value in vars(args).items() if flag in FLAG_ROLES and value is not None}
+    formats = {FLAG_ROLES[flag][0] for flag in given}
+    if len(formats) != 1:
         parser.error("give one kind of file: --g-a and --g-b (reference CycleGAN), --ugatit (official U-GAT-IT), "
                      "--cut (official CUT/FastCUT), --adain-decoder with --adain-vgg (pytorch-AdaIN) or "
                      "--fast-neural-style (pytorch/examples)")
-    if bool(args.adain_decoder) != bool(args.adain_vgg):
-        parser.error("--adain-decoder and --adain-vgg go together: a decoder only works with the encoder it was "
-                     "trained with (pytorch-AdaIN's vgg_normalised.pth)")
-    if (args.cut_d or args.cut_f) and not args.cut:
-        parser.error("--cut-d and --cut-f go with --cut")
+    format = formats.pop()
+    roles = {FLAG_ROLES[flag][1]: value for flag, value in given.items()}
+    missing = [role for role in ADAPTERS[format].required if role not in roles]
+    if missing:
+        flags = {role: "--" + flag.replace("_", "-") for flag, (fmt, role) in FLAG_ROLES.items() if fmt == format}
+        parser.error(f"{', '.join(flags[role] for role in roles)} need{'s' if len(roles) == 1 else ''} "
+                     f"{' and '.join(flags[role] for role in missing)} ({ADAPTERS[format].title})")
+    options = {"family": args.family} if format == "cut" else {}
     try:
-        if args.fast_neural_style is not None:
-            path = import_fast_neural_style(args.fast_neural_style, args.output)
-        elif args.adain_decoder is not None:
-            path = import_adain(args.adain_decoder, args.adain_vgg, args.output)
-        elif args.cut is not None:
-            path = import_cut(args.cut, args.output, d=args.cut_d, f=args.cut_f, family=args.family)
-        elif args.ugatit is not None:
-            path = import_ugatit(args.ugatit, args.output)
-        else:
-            path = import_reference(args.g_a, args.g_b, args.output, d_a=args.d_a, d_b=args.d_b)
+        path = import_files(format, roles, args.output, **options)
     except (OSError, ValueError, RuntimeError) as error:
         print(f"cyclestyle import-reference: error: {error}", file=sys.stderr)
         return 2

@@ -1,12 +1,18 @@
 """`cyclestyle stylize CONTENT... --style STYLE... --output DIR`: Gatys style transfer (and Luan's
-photorealistic variant) of files, folders and glob patterns; the optimisation itself lives in
-`cyclestyle.neural_style`."""
+photorealistic variant) of files, folders and glob patterns: the arguments become one
+`StylizeOptions`, and `cyclestyle.neural_style.stylize` does the work."""
 from __future__ import annotations
 
 import argparse
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..neural_style import StylizeOptions
 
 DESCRIPTION = """\
 Repaint content photos in the style of style images by optimising their pixels against a frozen
@@ -38,9 +44,9 @@ def _scales(text: str) -> list[int]:
 
 
 def build_parser(prog: str = "cyclestyle stylize") -> argparse.ArgumentParser:
-    from ..neural_style import COARSE_MIN_SIDE, COARSE_START, CONTENT_LAYERS, OPTIMIZERS, PRECISIONS, PRESERVE_COLOR, STYLE_LAYERS
-    from ..neural_style.gatys import MATTING_WEIGHT
+    from ..neural_style import COARSE_MIN_SIDE, OPTIMIZERS, PRECISIONS, PRESERVE_COLOR, StylizeOptions, canonical_precision
 
+    defaults = StylizeOptions()  # the library's defaults are the command's
     parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EXAMPLES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("contents", nargs="+", metavar="CONTENT", help="content image files, folders or glob patterns")
@@ -50,43 +56,43 @@ def build_parser(prog: str = "cyclestyle stylize") -> argparse.ArgumentParser:
                         help="one weight per style image for --blend (default: equal)")
     parser.add_argument("--blend", action="store_true", help="one output per content from the blend of all styles")
     objective = parser.add_argument_group("objective")
-    objective.add_argument("--content-layers", nargs="+", default=list(CONTENT_LAYERS), metavar="LAYER",
+    objective.add_argument("--content-layers", nargs="+", default=list(defaults.content_layers), metavar="LAYER",
                            help="VGG-19 layers whose features the result keeps (default: %(default)s)")
-    objective.add_argument("--style-layers", nargs="+", default=list(STYLE_LAYERS), metavar="LAYER",
+    objective.add_argument("--style-layers", nargs="+", default=list(defaults.style_layers), metavar="LAYER",
                            help="layers whose Gram matrices the result matches (default: %(default)s)")
     objective.add_argument("--style-layer-weights", nargs="+", type=float, default=None, metavar="W",
                            help="one weight per style layer (default: all 1)")
-    objective.add_argument("--content-weight", type=float, default=5.0, help="(default: %(default)s)")
-    objective.add_argument("--style-weight", type=float, default=100.0, help="(default: %(default)s)")
-    objective.add_argument("--tv-weight", type=float, default=0.0,
+    objective.add_argument("--content-weight", type=float, default=defaults.content_weight, help="(default: %(default)s)")
+    objective.add_argument("--style-weight", type=float, default=defaults.style_weight, help="(default: %(default)s)")
+    objective.add_argument("--tv-weight", type=float, default=defaults.tv_weight,
                            help="total-variation smoothing of the result (default: %(default)s)")
-    objective.add_argument("--pooling", choices=("max", "avg"), default="max",
+    objective.add_argument("--pooling", choices=("max", "avg"), default=defaults.pooling,
                            help="VGG pooling; Gatys et al. prefer avg (default: %(default)s)")
     optimisation = parser.add_argument_group("optimisation")
-    optimisation.add_argument("--optimizer", choices=OPTIMIZERS, default="lbfgs",
+    optimisation.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer,
                               help="lbfgs (default: strong-Wolfe line search, the best result per step) or adam "
                                    "(lr 0.02, pixels clamped every step)")
-    optimisation.add_argument("--steps", type=int, default=500, help="optimisation steps per scale (default: %(default)s)")
-    optimisation.add_argument("--init", default="content",
+    optimisation.add_argument("--steps", type=int, default=defaults.steps, help="optimisation steps per scale (default: %(default)s)")
+    optimisation.add_argument("--init", default=defaults.init,
                               help="starting image: content | noise | style | an image file (default: %(default)s)")
-    optimisation.add_argument("--seed", type=int, default=0, help="for --init noise (default: %(default)s)")
-    optimisation.add_argument("--save-every", type=int, default=0, metavar="N",
+    optimisation.add_argument("--seed", type=int, default=defaults.seed, help="for --init noise (default: %(default)s)")
+    optimisation.add_argument("--save-every", type=int, default=defaults.save_every, metavar="N",
                               help="also keep the result every N steps as <output>.<side>px.step<N>.png (default: off)")
     resolution = parser.add_argument_group("resolution")
     resolution.add_argument("--size", type=int, default=None,
-                            help="longer side of the result in pixels (default: 512, or the last of --scales)")
+                            help=f"longer side of the result in pixels (default: {defaults.size}, or the last of --scales)")
     resolution.add_argument("--scales", type=_scales, default=None, metavar="S1,S2,...",
                             help="coarse to fine: optimise at each of these longer sides in turn, each starting from the "
                                  "previous result upsampled, ending at --size (e.g. 256,512,1024)")
-    resolution.add_argument("--coarse-start", type=int, default=COARSE_START, metavar="N",
+    resolution.add_argument("--coarse-start", type=int, default=defaults.coarse_start, metavar="N",
                             help="first N steps at half the first size, upsampled as the start: the objective at full "
                                  f"size falls 2-5x sooner; only when that size is >= {2 * COARSE_MIN_SIDE} px and --init is not a file; "
                                  "0 = start at full size (default: %(default)s)")
-    resolution.add_argument("--style-scale", type=float, default=1.0,
+    resolution.add_argument("--style-scale", type=float, default=defaults.style_scale,
                             help="style images are scaled to this times the result's longer side: larger means "
                                  "finer brush strokes relative to the result (default: %(default)s)")
     colour = parser.add_argument_group("colour, masks and photorealism")
-    colour.add_argument("--preserve-color", choices=PRESERVE_COLOR, default=None,
+    colour.add_argument("--preserve-color", choices=PRESERVE_COLOR, default=defaults.preserve_color,
                         help="keep the content's colours: luminance = transfer on luminance only, the content's chroma "
                              "put back; histogram = recolour the styles to the content's colour mean and covariance "
                              "first (Gatys et al. 2016; default: off)")
@@ -101,19 +107,22 @@ def build_parser(prog: str = "cyclestyle stylize") -> argparse.ArgumentParser:
     colour.add_argument("--photorealistic", action="store_true",
                         help="add the matting-Laplacian regulariser of each content photo (Luan et al. 2017: the result "
                              "stays a locally affine recolouring of the photo); with masks: deep photo style transfer")
-    colour.add_argument("--photo-weight", type=float, default=MATTING_WEIGHT,
+    colour.add_argument("--photo-weight", type=float, default=defaults.photo_weight,
                         help="weight of that regulariser (default: %(default)g, as in Luan et al.)")
     runtime = parser.add_argument_group("runtime")
     runtime.add_argument("--device", default="auto", help="auto (a CUDA GPU if present, else the CPU) | cpu | cuda | cuda:N (default: auto)")
-    runtime.add_argument("--precision", choices=PRECISIONS, default="auto",
+    runtime.add_argument("--precision", type=canonical_precision, choices=PRECISIONS, default=defaults.precision,
                          help="VGG arithmetic: auto = bf16 where the hardware runs it natively (CPUs with AVX512-BF16/AMX, "
-                              "Ampere+ GPUs), else fp32; Grams and losses are always fp32 (default: auto)")
+                              "Ampere+ GPUs), else 32; Grams and losses are always fp32; fp32 is accepted as the old "
+                              "spelling of 32 (default: %(default)s)")
     runtime.add_argument("--overwrite", action="store_true", help="stylize again even if the output exists")
     runtime.add_argument("--no-progress", action="store_true", help="no progress bars (the summary line is still printed)")
     return parser
 
 
 def _validate(args: argparse.Namespace) -> None:
+    from ..neural_style import StylizeOptions
+
     if args.steps < 0:
         raise ValueError(f"--steps must be >= 0, got {args.steps}")
     if args.coarse_start < 0:
@@ -127,7 +136,7 @@ def _validate(args: argparse.Namespace) -> None:
             raise ValueError(f"--scales must rise from coarse to fine, got {args.scales}")
         if args.size is not None and args.size < args.scales[-1]:
             raise ValueError(f"--scales ends at {args.scales[-1]}, above --size {args.size}")
-    args.size = args.size or (args.scales[-1] if args.scales else 512)
+    args.size = args.size or (args.scales[-1] if args.scales else StylizeOptions.size)
     if args.size < 16 or any(s < 16 for s in args.scales or ()):
         raise ValueError(f"--size and --scales must be >= 16 pixels, got {args.size} and {args.scales}")
     if args.style_scale <= 0:
@@ -140,6 +149,21 @@ def _validate(args: argparse.Namespace) -> None:
         raise ValueError(f"{len(args.style_layer_weights)} --style-layer-weights for {len(args.style_layers)} --style-layers")
     if (args.content_mask is None) != (args.style_mask is None):
         raise ValueError("--content-mask and --style-mask go together (one style mask per --style image)")
+
+
+def stylize_options(args: argparse.Namespace, device: torch.device, precision: str) -> StylizeOptions:
+    """The settings shared by every content of a run (per content: its masks, the blend's weights,
+    the progress label and the snapshot writer are keyword changes)."""
+    from ..neural_style import StylizeOptions
+
+    return StylizeOptions(content_layers=args.content_layers, style_layers=args.style_layers,
+                          style_layer_weights=args.style_layer_weights, content_weight=args.content_weight,
+                          style_weight=args.style_weight, tv_weight=args.tv_weight, pooling=args.pooling,
+                          optimizer=args.optimizer, steps=args.steps, init=args.init, seed=args.seed, size=args.size,
+                          scales=args.scales, coarse_start=args.coarse_start, style_scale=args.style_scale,
+                          preserve_color=args.preserve_color, photorealistic=args.photorealistic,
+                          photo_weight=args.photo_weight, device=device, precision=precision,
+                          save_every=args.save_every)
 
 
 def _content_mask(setting: str | None, relative: Path | None) -> Path | None:
@@ -162,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ..atomic import atomic_target, remove_stale_temps
     from ..data.images import IMAGE_EXTENSIONS, load_rgb
-    from ..inference.devices import bf16_trap, resolve_device, resolve_precision
+    from ..devices import bf16_trap, resolve_device, resolve_precision
     from ..inference.files import check_writable, collect, is_video, plan, plan_styled
     from ..neural_style import stylize
 
@@ -180,18 +204,18 @@ def main(argv: list[str] | None = None) -> int:
         style_masks = None if args.style_mask is None else [load_rgb(Path(m).expanduser()) for m in args.style_mask]
         check_writable(output)
         device = resolve_device(args.device)
-        precision = resolve_precision("32" if args.precision == "fp32" else args.precision, device)
+        precision = resolve_precision(args.precision, device)
+        options = stylize_options(args, device, precision)
     except (OSError, ValueError, RuntimeError) as error:  # RuntimeError: torch's word for an unknown --device
         print(f"cyclestyle stylize: error: {error}", file=sys.stderr)
         return 2
     stale = remove_stale_temps(output, legacy_suffixes=IMAGE_EXTENSIONS)  # left by killed runs (never a live run's)
     if stale:
         print(f"Removed {len(stale)} temporary file(s) left in {output} by interrupted runs", file=sys.stderr)
-    trap = bf16_trap(precision, device, setting="--precision", better="--precision fp32")
+    trap = bf16_trap(precision, device, setting="--precision", better="--precision 32")
     if trap:
         print(f"warning: {trap}", file=sys.stderr)
-    print(f"device {device}, precision {'fp32' if precision == '32' else precision} (override with --device/--precision)",
-          file=sys.stderr)
+    print(f"device {device}, precision {precision} (override with --device/--precision)", file=sys.stderr)
     failed: list[tuple[Path, str]] = []
     styles = {}  # index -> (H, W, 3) uint8, decoded once for all contents
     for i, path in enumerate(style_paths):
@@ -225,19 +249,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             with warnings.catch_warnings():  # the bf16 warning was printed above, once
                 warnings.filterwarnings("ignore", message=".*bf16 convolutions are emulated")
-                image = stylize(content, [styles[i] for i in group], style_weights=weights,
-                                content_layers=args.content_layers, style_layers=args.style_layers,
-                                style_layer_weights=args.style_layer_weights, content_weight=args.content_weight,
-                                style_weight=args.style_weight, tv_weight=args.tv_weight, pooling=args.pooling,
-                                optimizer=args.optimizer, steps=args.steps, init=args.init, seed=args.seed,
-                                size=args.size, scales=args.scales, coarse_start=args.coarse_start,
-                                style_scale=args.style_scale,
-                                preserve_color=args.preserve_color, content_mask=content_mask,
+                image = stylize(content, [styles[i] for i in group], options, style_weights=weights,
+                                content_mask=content_mask,
                                 style_masks=None if style_masks is None else [style_masks[i] for i in group],
-                                photorealistic=args.photorealistic, photo_weight=args.photo_weight, device=device,
-                                precision="fp32" if precision == "32" else precision,
-                                progress=False if args.no_progress else target.name, save_every=args.save_every,
-                                on_snapshot=snapshot)
+                                progress=False if args.no_progress else target.name, on_snapshot=snapshot)
         except (OSError, ValueError) as error:  # the settings (layers, --init file, VGG weights, masks): fail for all
             print(f"cyclestyle stylize: error: {error}", file=sys.stderr)
             return 2

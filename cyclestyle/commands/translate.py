@@ -2,11 +2,7 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
 import sys
-import threading
-from pathlib import Path
 
 DESCRIPTION = """\
 Translate images and videos with a trained model. MODEL is a cyclestyle checkpoint (.ckpt) of any family
@@ -46,10 +42,9 @@ examples:
 
 
 def build_parser(prog: str = "cyclestyle translate") -> argparse.ArgumentParser:
-    from ..inference.devices import PRECISIONS
+    from ..devices import PRECISIONS
     from ..inference.files import FORMATS
-    from ..inference.style_mix import add_style_mix_arguments
-    from ..inference.styles import add_style_arguments
+    from .options import add_style_arguments, add_style_mix_arguments
     from ..networks import GENERATORS, NORMS
 
     parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EXAMPLES,
@@ -82,7 +77,8 @@ def build_parser(prog: str = "cyclestyle translate") -> argparse.ArgumentParser:
                              "first time, seconds once cached); not for .onnx/.pt files")
     parser.add_argument("--tile", type=int, default=None,
                         help="run the generator on overlapping TILE x TILE pieces blended without seams; bounds memory "
-                             "for large images (default: whole images)")
+                             "for large images; 0 = always whole images (default: whole images up to 2048 x 2048 "
+                             "pixels, 1024 px tiles for larger ones, which would not fit in memory whole)")
     parser.add_argument("--tile-overlap", type=int, default=32, help="pixels shared by neighbouring tiles (default: 32)")
     parser.add_argument("--format", choices=(*FORMATS, "same"), default="png",
                         help="output format; same = the input's own (default: png)")
@@ -110,157 +106,38 @@ def build_parser(prog: str = "cyclestyle translate") -> argparse.ArgumentParser:
     return parser
 
 
-def _validate(args: argparse.Namespace) -> None:
-    if args.batch_size is not None and args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.workers is not None and args.workers < 0:
-        raise ValueError(f"--workers must be >= 0, got {args.workers}")
-    if not 1 <= args.quality <= 100:
-        raise ValueError(f"--quality must be in 1..100, got {args.quality}")
-    if args.tile is not None and args.tile < 16:
-        raise ValueError(f"--tile must be >= 16 pixels, got {args.tile}")
-    if args.tile is not None and not 0 <= args.tile_overlap < args.tile:
-        raise ValueError(f"--tile-overlap must be in [0, --tile), got {args.tile_overlap}")
-    if not 0 <= args.temporal_smoothing < 1:
-        raise ValueError(f"--temporal-smoothing must be in [0, 1), got {args.temporal_smoothing}")
-    if args.calibration is not None and args.precision != "int8":
-        raise ValueError("--calibration is for --precision int8")
+def options_from(args: argparse.Namespace):
+    """The `TranslateOptions` these parsed arguments ask for."""
+    from ..inference.api import TranslateOptions
+    from .options import style_weights
 
-
-@contextlib.contextmanager
-def _sigterm_unwinds():
-    """SIGTERM raises SystemExit (as Ctrl-C raises KeyboardInterrupt), so temporary files are
-    removed on the way out instead of being left for the next run to clean."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum, frame):
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def style_binding(args: argparse.Namespace, styles):
-    """`load_generator(bind=...)` for the style options: multi_style's --style-index/--style-mix, or
-    AdaIN's --style images (`styles`, from `read_styles`)."""
-    from ..inference.style_mix import style_mix_binding
-    from ..inference.styles import bind_for
-
-    if styles is not None and (args.style_index is not None or args.style_mix is not None):
-        raise ValueError("--style (AdaIN) and --style-index/--style-mix (multi_style) do not go together")
-    return style_mix_binding(index=args.style_index, mix=args.style_mix, otherwise=bind_for(styles))
-
-
-def _int8(generator, args: argparse.Namespace, styles, sources: list, device, reload):
-    """(generator, precision) for --precision int8: the quantised generator, or, when its outputs
-    are too far from fp32's on the calibration images, the exact one (`reload(precision)`) with a warning."""
-    from ..inference.devices import resolve_precision
-    from ..inference.quantize import DEFAULT_CALIBRATION, QualityError, int8_generator
-
-    if styles is not None:
-        raise ValueError("--precision int8 does not quantise style models (--style); use 32 or bf16")
-    try:
-        int8, calibration = int8_generator(generator, sources, count=DEFAULT_CALIBRATION if args.calibration is None else args.calibration,
-                                           tile=args.tile, overlap=args.tile_overlap)
-    except QualityError as error:
-        exact = resolve_precision("auto", device)
-        print(f"warning: {error}: translating in precision {exact} instead", file=sys.stderr)
-        return reload(exact), exact
-    print(f"int8: calibrated on {calibration.images} images in {calibration.seconds:.0f} s; outputs "
-          f">= {calibration.psnr:.1f} dB PSNR from fp32 on them", file=sys.stderr)
-    return int8, "int8"
-
-
-def _by_kind(jobs: list, animated: set) -> tuple[list, list, list]:
-    """(image jobs, video jobs, animation jobs), each in the given order; `animated`: the sources
-    that are animated GIFs/WebPs/PNGs."""
-    from ..inference.files import is_video
-
-    videos = [job for job in jobs if is_video(job.source)]
-    animations = [job for job in jobs if job.source in animated]
-    images = [job for job in jobs if not is_video(job.source) and job.source not in animated]
-    return images, videos, animations
+    return TranslateOptions(
+        direction=args.direction, device=args.device, precision=args.precision, calibration=args.calibration,
+        compile=args.compile, batch_size=args.batch_size, workers=args.workers, tile=args.tile,
+        tile_overlap=args.tile_overlap, format=args.format, quality=args.quality, overwrite=args.overwrite,
+        progress=not args.no_progress, video_codec=args.video_codec, video_quality=args.video_quality,
+        temporal_smoothing=args.temporal_smoothing, style=args.style, style_weights=style_weights(args.style_weights),
+        blend=args.blend, alpha=args.alpha, preserve_color=args.preserve_color, style_size=args.style_size,
+        style_index=args.style_index, style_mix=args.style_mix, generator=args.generator, ngf=args.ngf,
+        norm=args.norm, dropout=args.dropout)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ..atomic import remove_stale_temps
-    from ..data.images import IMAGE_EXTENSIONS
-    from ..inference.batch import default_workers, translate_files
-    from ..inference.devices import bf16_trap, resolve_device, resolve_precision
-    from ..inference.animation import as_animation, is_animation, translate_animations
-    from ..inference.files import check_writable, plan, plan_styled
-    from ..inference.styles import read_styles, runs
-    from ..inference.sources import load_generator
+    from ..inference.api import translate
 
     try:
-        _validate(args)
-        output = Path(args.output).expanduser()
-        styles = read_styles(args)
-        planned = (plan(args.inputs, output, args.format) if styles is None else
-                   plan_styled(args.inputs, output, styles.names, blend=styles.blend, fmt=args.format))
-        animated = {source for source in {job.source for job in planned} if is_animation(source)}  # kept animated
-        planned = [as_animation(job) if job.source in animated else job for job in planned]
-        jobs, videos, animations = _by_kind(planned, animated)
-        if videos:
-            from ..inference.video import VideoOptions, check_options, translate_videos
-
-            video_options = VideoOptions(args.video_codec, args.video_quality, args.temporal_smoothing)
-            check_options(video_options, {job.source.suffix.lower() for job in videos})
-        check_writable(output)
-        device = resolve_device(args.device)
-        precision = resolve_precision(args.precision, device)
-        overrides = {"name": args.generator, "ngf": args.ngf, "norm": args.norm, "dropout": args.dropout}
-        def load(precision: str):
-            return load_generator(args.model, direction=args.direction, device=device, precision=precision,
-                                  overrides=overrides, compile=args.compile, bind=style_binding(args, styles))
-
-        generator = load("32" if precision == "int8" else precision)  # int8: quantised from fp32, compiled
-        if precision == "int8":
-            generator, precision = _int8(generator, args, styles, [job.source for job in jobs], device, load)
-        style_runs = [(g, *_by_kind(chosen, animated))
-                      for g, chosen in runs(generator, styles, planned, precision=precision, compile=args.compile)]
+        result = translate(args.model, args.inputs, args.output, options_from(args))
     except (OSError, ValueError, RuntimeError, ImportError) as error:
         print(f"cyclestyle translate: error: {error}", file=sys.stderr)
         return 2
-    stale = remove_stale_temps(output, legacy_suffixes=IMAGE_EXTENSIONS)  # left by killed runs (never a live run's)
-    if stale:
-        print(f"Removed {len(stale)} temporary file(s) left in {output} by interrupted runs", file=sys.stderr)
-    precision_note = "32 (ONNX)" if type(generator).__name__ == "OnnxGenerator" else precision
-    trap = precision_note == precision and bf16_trap(precision, device, setting="--precision", better="--precision 32")
-    if trap:
-        print(f"warning: {trap}", file=sys.stderr)
-    counts = (f"{len(jobs)} images" + (f", {len(videos)} videos" if videos else "")
-              + (f", {len(animations)} animations" if animations else ""))
-    print(f"{counts}; device {device}, precision {precision_note} (override with --device/--precision)",
-          file=sys.stderr)
-    batch_size = args.batch_size or (8 if generator.device.type == "cuda" else 1)
-    workers = default_workers(generator.device) if args.workers is None else args.workers
-    summaries = []
-    with _sigterm_unwinds():
-        for generator, jobs, videos, animations in style_runs:  # one run per style (or blend) of a style model
-            if jobs or not (videos or animations):
-                summaries.append(translate_files(jobs, generator, batch_size=batch_size, workers=workers,
-                                                 tile=args.tile, tile_overlap=args.tile_overlap, overwrite=args.overwrite,
-                                                 quality=args.quality, progress=not args.no_progress))
-            if videos:
-                summaries.append(translate_videos(videos, generator, batch_size=batch_size, tile=args.tile,
-                                                  tile_overlap=args.tile_overlap, overwrite=args.overwrite,
-                                                  options=video_options, progress=not args.no_progress))
-                for note in summaries[-1].notes:
-                    print(note, file=sys.stderr)
-            if animations:
-                summaries.append(translate_animations(animations, generator, batch_size=batch_size, tile=args.tile,
-                                                      tile_overlap=args.tile_overlap, overwrite=args.overwrite,
-                                                      smoothing=args.temporal_smoothing, quality=args.quality,
-                                                      progress=not args.no_progress))
-    for summary in summaries:
+    except (KeyboardInterrupt, SystemExit) as stop:  # Ctrl-C, or SIGTERM (raised as SystemExit by the library)
+        code = 130 if isinstance(stop, KeyboardInterrupt) else stop.code
+        print(f"cyclestyle translate: interrupted; the outputs written so far are complete, and running the same "
+              f"command again translates the rest", file=sys.stderr)
+        return code if isinstance(code, int) else 1
+    for summary in result.summaries:
         for source, reason in summary.failed:
             print(f"failed: {source}: {reason}", file=sys.stderr)
-        print(summary.line(output))
-    return 1 if any(summary.failed for summary in summaries) else 0
+        print(summary.line(result.output))
+    return 1 if result.failed else 0

@@ -30,9 +30,12 @@ class TwoDomainDataModule(pl.LightningDataModule):
     validation augmentation pipelines, and `pin_memory=None` = pin batches when the trainer runs
     on a GPU (Lightning then copies them to the device without blocking)."""
 
-    def __init__(self, *, num_val: int, preprocess: str, load_size: int, crop_size: int, flip: bool,
-                 batch_size: int, num_workers: int, pin_memory: bool | None, seed: int) -> None:
+    def __init__(self, *, a: str, b: str | None, val_a: str | None = None, val_b: str | None = None,
+                 num_val: int = 8, preprocess: str = "resize_and_crop", load_size: int = 286, crop_size: int = 256,
+                 flip: bool = True, batch_size: int = 1, num_workers: int = 2, pin_memory: bool | None = None,
+                 seed: int = 0) -> None:
         super().__init__()
+        self.folders = {"a": a, "b": b, "val_a": val_a, "val_b": val_b}  # data.<key>: folders or streams
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
         if num_val < 1:
@@ -62,27 +65,13 @@ class UnpairedDataModule(TwoDomainDataModule):
     def __init__(
         self,
         *,
-        a: str,
-        b: str,
-        val_a: str | None = None,
-        val_b: str | None = None,
-        num_val: int = 8,
-        preprocess: str = "resize_and_crop",
-        load_size: int = 286,
-        crop_size: int = 256,
-        flip: bool = True,
-        batch_size: int = 1,
-        num_workers: int = 2,
         persistent_workers: bool = True,
-        pin_memory: bool | None = None,
-        seed: int = 0,
         name: str | None = None,
+        **settings,
     ) -> None:
-        super().__init__(num_val=num_val, preprocess=preprocess, load_size=load_size, crop_size=crop_size, flip=flip,
-                         batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory, seed=seed)
-        self.folders = {"a": a, "b": b, "val_a": val_a, "val_b": val_b}
+        super().__init__(**settings)  # a, b, val_a, val_b, num_val, preprocess, sizes, flip, batch, workers, seed
         self.name = name
-        self.persistent_workers = persistent_workers and num_workers > 0
+        self.persistent_workers = persistent_workers and self.num_workers > 0
         self.files: dict[str, list[Path]] = {}
         self.sampler: UnpairedSampler | None = None
         self._resume_at: tuple[int, int] | None = None

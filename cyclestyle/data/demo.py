@@ -20,6 +20,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from filelock import FileLock
 from PIL import Image
 
 from .datamodule import UnpairedDataModule
@@ -80,16 +81,32 @@ def _split(image: np.ndarray, held_out: int) -> tuple[np.ndarray, np.ndarray]:
 def build_demo(root: str | os.PathLike, *, size: int = 72, train_per_photo: int = 40, test_per_photo: int = 3) -> Path:
     """Write the demo data set under `root` unless a complete one is there; returns `root`.
 
-    Built in a temporary folder and renamed into place, so concurrent builders (DDP ranks)
-    and interrupted builds never leave a half-written data set.
+    Built in a temporary folder and renamed into place under a lock, so concurrent builders (DDP
+    ranks, two first runs sharing a cache) build it once and interrupted builds never leave a
+    half-written data set.
     """
     root = Path(root).expanduser()
     marker, stamp = root / ".complete", f"{VERSION} size={size}"
     if marker.exists() and marker.read_text().strip() == stamp:
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
+    # One builder at a time per cache folder (DDP ranks, two first runs at once): the others wait, then
+    # find it complete. Without the lock a later builder replaced the set a first one was training on.
+    with FileLock(root.parent / f".{root.name}.lock"):
+        if marker.exists() and marker.read_text().strip() == stamp:
+            return root
+        tmp = _write_demo(root.parent, size, train_per_photo, test_per_photo)
+        (tmp / ".complete").write_text(stamp)
+        if root.exists():  # an older or incomplete set: nobody is building or using it now
+            shutil.rmtree(root, ignore_errors=True)
+        tmp.rename(root)
+    return root
+
+
+def _write_demo(parent: Path, size: int, train_per_photo: int, test_per_photo: int) -> Path:
+    """The demo data set written into a new temporary folder under `parent` (returned)."""
     rng = np.random.default_rng(0)
-    tmp = Path(tempfile.mkdtemp(prefix=".demo-", dir=root.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=".demo-", dir=parent))
     splits = {name: tmp / name for name in ("trainA", "trainB", "testA", "testA_stylized", "testB")}
     for folder in splits.values():
         folder.mkdir()
@@ -109,14 +126,7 @@ def build_demo(root: str | os.PathLike, *, size: int = 72, train_per_photo: int 
         for split, images in crops.items():
             for i, image in enumerate(images):
                 Image.fromarray(np.ascontiguousarray(image)).save(splits[split] / f"{p:02d}_{i:03d}.png")
-    (tmp / ".complete").write_text(stamp)
-    if root.exists():
-        shutil.rmtree(root, ignore_errors=True)
-    try:
-        tmp.rename(root)
-    except OSError:  # another process finished first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
+    return tmp
 
 
 class DemoDataModule(UnpairedDataModule):

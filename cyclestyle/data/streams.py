@@ -173,26 +173,13 @@ class StreamingUnpairedDataModule(TwoDomainDataModule):
     def __init__(
         self,
         *,
-        a: str,
-        b: str,
-        val_a: str | None = None,
-        val_b: str | None = None,
-        num_val: int = 8,
-        preprocess: str = "resize_and_crop",
-        load_size: int = 286,
-        crop_size: int = 256,
-        flip: bool = True,
-        batch_size: int = 1,
-        num_workers: int = 2,
-        pin_memory: bool | None = None,
-        seed: int = 0,
         cache_dir: str = "~/.cache/cyclestyle",
         chunk_cache_dir: str | None = None,
         max_cache_size: str = "50GB",
+        **settings,
     ) -> None:
-        super().__init__(num_val=num_val, preprocess=preprocess, load_size=load_size, crop_size=crop_size, flip=flip,
-                         batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory, seed=seed)
-        self.sources = {"a": str(a), "b": None if b is None else str(b), "val_a": val_a, "val_b": val_b}
+        super().__init__(**settings)  # a, b, val_a, val_b, num_val, preprocess, sizes, flip, batch, workers, seed
+        self.sources = {key: None if value is None else str(value) for key, value in self.folders.items()}
         self.cache_dir, self.chunk_cache_dir, self.max_cache_size = Path(cache_dir).expanduser(), chunk_cache_dir, max_cache_size
         self.streams: dict[str, str] = {}
         self._b: EndlessPasses | None = None  # the running B stream, closed in teardown

@@ -13,8 +13,6 @@ frame; Pillow's writers need every frame), which suits GIF-sized clips; long one
 from __future__ import annotations
 
 import dataclasses
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +21,8 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_target
 from ..data.images import open_image, to_rgb
-from .batch import Summary
 from .files import PIL_FORMATS, Job
+from .jobs import Summary, run_each
 from .smoothing import TemporalSmoother
 from .tiling import translate_frames
 
@@ -45,16 +43,6 @@ def is_animation(path: Path) -> bool:
 def as_animation(job: Job) -> Job:
     """The job with its target in the source's format: animations keep theirs, as videos keep their container."""
     return dataclasses.replace(job, target=job.target.with_suffix(job.source.suffix.lower()))
-
-
-@dataclass
-class AnimationSummary(Summary):
-    frames: int = 0
-
-    def line(self, output: Path) -> str:
-        rate = self.frames / self.seconds if self.seconds > 0 else 0.0
-        return (f"Translated {self.translated} animations ({self.frames} frames, {rate:.2f} frames/s) -> {output}; "
-                f"{self.skipped} already there (skipped), {len(self.failed)} failed")
 
 
 def read_animation(path: Path) -> tuple[list[np.ndarray], list[int], dict]:
@@ -92,21 +80,10 @@ def translate_animation(job: Job, generator, *, batch_size: int, tile: int | Non
 
 def translate_animations(jobs: list[Job], generator, *, batch_size: int = 1, tile: int | None = None,
                          tile_overlap: int = 32, overwrite: bool = False, smoothing: float = 0.0, quality: int = 95,
-                         progress: bool = True) -> AnimationSummary:
+                         progress: bool = True) -> Summary:
     """Translate every job's animation into its target; broken files are listed in the summary, not fatal."""
-    summary, start = AnimationSummary(), time.perf_counter()
-    todo = [job for job in jobs if overwrite or not job.target.exists()]
-    summary.skipped = len(jobs) - len(todo)
-    with tqdm(unit="frame", disable=not progress or not todo, dynamic_ncols=True) as bar:
-        for job in todo:
-            bar.set_description(job.source.name, refresh=False)
-            try:
-                summary.frames += translate_animation(job, generator, batch_size=batch_size, tile=tile,
-                                                      tile_overlap=tile_overlap, smoothing=smoothing, quality=quality,
-                                                      bar=bar)
-            except Exception as error:  # noqa: BLE001 -- any failure of one file means "list it, go on"
-                summary.failed.append((job.source, f"{type(error).__name__}: {error}"))
-                continue
-            summary.translated += 1
-    summary.seconds = time.perf_counter() - start
-    return summary
+    def one(job: Job, bar: tqdm) -> tuple[int, list[str]]:
+        return translate_animation(job, generator, batch_size=batch_size, tile=tile, tile_overlap=tile_overlap,
+                                   smoothing=smoothing, quality=quality, bar=bar), []
+
+    return run_each(jobs, one, kind="animations", overwrite=overwrite, progress=progress)

@@ -8,7 +8,6 @@ import os
 import time
 from collections import defaultdict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,24 +16,13 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ..atomic import DiskFullError
 from ..pixels import from_uint8, to_uint8
 from .files import Job, decode, save_atomic
+from .jobs import Summary, pending, stop_for_space
 from .tiling import translate_any_size
 
 _SWAPS_SIDES = (5, 6, 7, 8)  # EXIF orientations that rotate by 90 degrees
-
-
-@dataclass
-class Summary:
-    translated: int = 0
-    skipped: int = 0  # outputs that already existed
-    failed: list[tuple[Path, str]] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def line(self, output: Path) -> str:
-        rate = self.translated / self.seconds if self.seconds > 0 else 0.0
-        return (f"Translated {self.translated} images in {self.seconds:.1f} s ({rate:.2f} images/s) -> {output}; "
-                f"{self.skipped} already there (skipped), {len(self.failed)} failed")
 
 
 class _Images(Dataset):
@@ -100,15 +88,14 @@ def translate_files(
     progress: bool = True,
 ) -> Summary:
     """Translate every job's source into its target; returns what happened."""
-    summary, start = Summary(), time.perf_counter()
-    todo = [job for job in jobs if overwrite or not job.target.exists()]
-    summary.skipped = len(jobs) - len(todo)
+    summary, start = Summary("images"), time.perf_counter()
+    todo = pending(jobs, summary, overwrite=overwrite)
     if not todo:
         return summary
     batches = size_batches([image_size(job.source) for job in todo], batch_size)
     loader = DataLoader(_Images(todo), batch_sampler=batches, num_workers=workers, collate_fn=_as_list,
                         pin_memory=generator.device.type == "cuda", prefetch_factor=4 if workers else None)
-    pending: deque[tuple[Job, Future]] = deque()
+    writing: deque[tuple[Job, Future]] = deque()
     bar = tqdm(total=len(todo), unit="img", disable=not progress, dynamic_ncols=True)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as writers:
         try:
@@ -117,14 +104,14 @@ def translate_files(
                 summary.failed += [(todo[item["index"]].source, item["error"]) for item in items if "error" in item]
                 for item, rgb in _translate_batch(generator, good, tile, tile_overlap, summary, todo):
                     job = todo[item["index"]]
-                    pending.append((job, writers.submit(save_atomic, rgb, item["alpha"], job.target, quality=quality)))
-                while pending and (pending[0][1].done() or len(pending) > 4 * batch_size):
-                    _finish(pending.popleft(), summary)
+                    writing.append((job, writers.submit(save_atomic, rgb, item["alpha"], job.target, quality=quality)))
+                while writing and (writing[0][1].done() or len(writing) > 4 * batch_size):
+                    _finish(writing.popleft(), summary)
                 bar.update(len(items))
                 bar.set_postfix(failed=len(summary.failed), refresh=False)
         finally:
-            while pending:
-                _finish(pending.popleft(), summary)
+            while writing:
+                _finish(writing.popleft(), summary)
             bar.close()
     summary.seconds = time.perf_counter() - start
     return summary
@@ -163,4 +150,6 @@ def _finish(entry: tuple[Job, Future], summary: Summary) -> None:
         future.result()
         summary.translated += 1
     except OSError as error:
+        if isinstance(error, DiskFullError):  # every later output would fail too: stop, keeping what is whole
+            raise stop_for_space(error) from None
         summary.failed.append((job.source, f"cannot write {job.target}: {error}"))

@@ -162,28 +162,39 @@ def check_writable(folder: Path) -> None:
 
 
 def decode(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """((H, W, 3) uint8 RGB, (H, W) uint8 alpha or None), EXIF orientation applied.
-
-    Transparent pixels are composited over white for the network; the alpha is re-attached later.
-    Raises OSError for a path that is not a regular file (a FIFO would block forever)."""
+    """`decode_image` of the file at `path`. Raises OSError for a path that is not a regular file
+    (a FIFO would block forever)."""
     with open_image(path) as image:
         image.load()
-        image = ImageOps.exif_transpose(image)
-        alpha = None
-        if image.mode == "P" and "transparency" in image.info:
-            image = image.convert("RGBA")
-        if image.mode in ("RGBA", "LA", "PA"):
-            alpha = np.asarray(image.getchannel("A"))
-        return to_rgb(image), alpha
+        return decode_image(image)
+
+
+def decode_image(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """((H, W, 3) uint8 RGB, (H, W) uint8 alpha or None), EXIF orientation applied.
+
+    Transparent pixels are composited over white for the network; the alpha is re-attached later."""
+    image = ImageOps.exif_transpose(image)
+    alpha = None
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        alpha = np.asarray(image.getchannel("A"))
+    return to_rgb(image), alpha
+
+
+def encode_image(rgb: np.ndarray, alpha: np.ndarray | None) -> Image.Image:
+    """(H, W, 3) uint8 (+ (H, W) alpha) -> an RGB or RGBA image."""
+    image = Image.fromarray(rgb)
+    if alpha is not None:
+        image.putalpha(Image.fromarray(alpha))
+    return image
 
 
 def save_atomic(rgb: np.ndarray, alpha: np.ndarray | None, target: Path, *, quality: int = 95) -> None:
     """Write (H, W, 3) uint8 (+ alpha where the format keeps it) to `target` via a temporary
     file in the same folder, so an interrupted write never leaves a partial image."""
     suffix = target.suffix.lower()
-    image = Image.fromarray(rgb)
-    if alpha is not None and suffix in ALPHA_SUFFIXES:
-        image.putalpha(Image.fromarray(alpha))
+    image = encode_image(rgb, alpha if suffix in ALPHA_SUFFIXES else None)
     options = {"quality": quality} if suffix in (".jpg", ".jpeg", ".webp") else {}
     with atomic_target(target) as tmp:
         image.save(tmp, format=PIL_FORMATS[suffix], **options)

@@ -22,47 +22,12 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from ..adapters import convert_file
 from ..checkpoints import UnsafeCheckpointError  # noqa: F401 -- re-exported for cyclestyle.inference
-from ..checkpoints import LEGACY_BUILDER, build_network, build_translator, load_network, safe_load
-from ..models.base import TranslatorSpec
-from ..models.cut import cut_translators
-from ..models.ugatit import translator_specs
-from ..models.fast_style import fast_style_translators
-from ..networks import infer_cut_generator, infer_fast_neural_style, is_cut_generator, is_fast_neural_style
-from .reference import drop_stale_norm_keys, infer_generator, is_ugatit_params, read_ugatit_params
+from ..checkpoints import build_translator, check_archive, safe_load
+from ..record import DIRECTIONS, RECORD_KEY, read_record
 
-DIRECTIONS = ("a2b", "b2a")
 EXPORT_META = "cyclestyle.json"  # extra file in TorchScript exports / metadata key in ONNX exports
-
-
-def generator_from_state(
-    state: dict[str, torch.Tensor], overrides: dict | None = None, *, source: str
-) -> tuple[nn.Module, dict]:
-    """(generator, its `build_generator` arguments): the network `state` describes (with
-    `overrides`), loaded strictly. ValueError naming `source` for anything that does not fit."""
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                              for k, v in state.items()):
-        raise ValueError(f"{source}: not a generator state_dict (a dict of named tensors)")
-    try:
-        spec = {**infer_generator(state), **_given(overrides)}
-    except ValueError as error:
-        raise ValueError(f"{source}: {error}") from None
-    net = build_network(TranslatorSpec(module="", builder=LEGACY_BUILDER, kwargs=spec), source=source)
-    try:
-        net.load_state_dict(drop_stale_norm_keys(state, spec["norm"]), strict=True)
-    except RuntimeError as error:
-        raise ValueError(f"{source}: the weights do not fit a {spec} generator: {error}") from None
-    return net, spec
-
-
-def _from_spec(spec, state: dict, source: str):
-    """(network with `state` loaded strictly, its settings, size multiple, fixed size) for a translator spec."""
-    return load_network(spec, state, source=source), spec.kwargs, spec.size_multiple, spec.fixed_size
-
-
-def _given(overrides: dict | None) -> dict:
-    """The overrides actually set (None means "read it from the file")."""
-    return {k: v for k, v in (overrides or {}).items() if v is not None}
 
 
 def _program_kind(path: Path) -> str | None:
@@ -109,6 +74,7 @@ class Generator:
     def __init__(self, module: nn.Module, *, size_multiple: int, device: torch.device, precision: str, spec: dict,
                  fixed_size: int | None = None, compile: bool = False) -> None:
         self.size_multiple, self.fixed_size, self.device, self.spec = size_multiple, fixed_size, device, spec
+        self.precision, self.runtime = precision, "torch"  # what it runs in, for summaries and checks
         # Inductor fuses pads, convs, norms and activations: ~1.6x faster in bf16 on CPU, after a
         # warm-up per new input shape (about a minute the first time, seconds once cached on disk).
         # Freezing folds the (fixed) weights into the graph so oneDNN can pre-pack them: ~7% more.
@@ -160,6 +126,7 @@ class OnnxGenerator:
         meta = self.session.get_modelmeta().custom_metadata_map.get(EXPORT_META)
         self.size_multiple, self.fixed_size, self.spec = _export_meta(path, meta)
         self.device = torch.device("cpu")
+        self.precision, self.runtime = "32", "onnxruntime"  # onnxruntime runs the graph as exported
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         (y,) = self.session.run(None, {self.input_name: x.float().cpu().numpy()})
@@ -191,6 +158,8 @@ def load_generator(
     if path.suffix.lower() == ".onnx":
         return OnnxGenerator(path)
     kind = _program_kind(path)
+    if kind is not None:
+        check_archive(path)  # a program's weights load unchecked too
     if kind == "pt2":
         extra = {EXPORT_META: ""}
         try:
@@ -215,28 +184,15 @@ def load_generator(
         return Generator(module.eval(), size_multiple=multiple, fixed_size=fixed, device=device, precision=precision,
                          spec=spec)  # TorchScript: not compiled
     checkpoint = safe_load(path)
-    fixed_size = None
-    condition = None
-    if isinstance(checkpoint, dict) and "state_dict" in checkpoint:
-        net, translator = build_translator(checkpoint, direction, source=str(path), overrides=_given(overrides))
-        spec, multiple, fixed_size = translator.kwargs, translator.size_multiple, translator.fixed_size
-        condition = translator.condition
-    elif is_ugatit_params(checkpoint):  # an official U-GAT-IT checkpoint: both directions in one file
-        states, generator, _ = read_ugatit_params(checkpoint, source=str(path))
-        spec = translator_specs(generator)[direction]
-        net, spec, multiple, fixed_size = _from_spec(spec, states[spec.module], str(path))
-    elif isinstance(checkpoint, dict) and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-        if is_fast_neural_style(checkpoint):  # pytorch/examples fast_neural_style (candy.pth, ...): 0-255 inside
-            kwargs, state = infer_fast_neural_style(checkpoint)
-            net, spec, multiple, fixed_size = _from_spec(fast_style_translators(kwargs)["a2b"], state, str(path))
-        elif is_cut_generator(checkpoint):  # an official CUT generator (anti-aliased): A -> B
-            net, spec, multiple, fixed_size = _from_spec(cut_translators(infer_cut_generator(checkpoint))["a2b"],
-                                                         checkpoint, str(path))
-        else:  # reference CycleGAN: one direction per file
-            net, spec = generator_from_state(checkpoint, overrides, source=str(path))
-            multiple = net.size_multiple
-    else:
-        raise ValueError(f"{path}: neither a cyclestyle checkpoint nor a generator state_dict")
+    if isinstance(checkpoint, dict) and ("state_dict" in checkpoint or RECORD_KEY in checkpoint):
+        overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    else:  # a peer's file: converted in memory into the checkpoint `import-reference` would write
+        checkpoint, adapter = convert_file(path, checkpoint, overrides=overrides)
+        if adapter.one_way:  # one generator per file: --direction does not apply
+            direction = next(iter(read_record(checkpoint, source=str(path)).translators))
+        overrides = None  # applied by the conversion
+    net, translator = build_translator(checkpoint, direction, source=str(path), overrides=overrides)
+    condition = translator.condition
     if bind is not None:
         net = bind(net.eval(), condition)
     elif condition is not None:
@@ -245,6 +201,6 @@ def load_generator(
                    "style_image": "translate's --style; in Python bind=bind_for(...) from cyclestyle.inference.styles"}
         raise ValueError(f"{path}: a style-conditioned model ({condition}) needs its style options: "
                          f"{options.get(condition, 'bind=...')}")
-    return Generator(net.eval().to(device), size_multiple=multiple, fixed_size=fixed_size, device=device,
-                     precision=precision, spec=spec, compile=compile)
+    return Generator(net.eval().to(device), size_multiple=translator.size_multiple, fixed_size=translator.fixed_size,
+                     device=device, precision=precision, spec=translator.kwargs, compile=compile)
 

@@ -8,33 +8,12 @@ A style option on a model that takes no style mix (any other family) is an error
 """
 from __future__ import annotations
 
-import argparse
 from typing import Callable, Sequence
 
 import torch.nn as nn
 
 CONDITION = "style_mix"  # TranslatorSpec.condition of the networks these options bind
 OPTIONS = "--style-index/--style-mix"
-
-
-def parse_style_mix(text: str) -> list[float]:
-    """"0.7,0.3" -> [0.7, 0.3] (argparse reports anything else as a usage error)."""
-    try:
-        return [float(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"give comma-separated numbers, one per style, e.g. 0.7,0.3; got {text!r}") from None
-
-
-def add_style_mix_arguments(parser: argparse.ArgumentParser, *, export: bool = False) -> None:
-    """--style-index and --style-mix; for `export` (without either, the weights become an input)."""
-    title = "style mix (multi_style checkpoints: several styles in one network)"
-    if export:
-        title += "; without these the export takes the style weights as a second input"
-    group = parser.add_argument_group(title)
-    group.add_argument("--style-index", type=int, default=None, metavar="K",
-                       help="the style to apply, 0..N-1 in the order of the training's model.styles")
-    group.add_argument("--style-mix", type=parse_style_mix, default=None, metavar="W0,W1,...",
-                       help="blend the styles: one non-negative weight per style, normalised to sum 1 (e.g. 0.7,0.3)")
 
 
 def style_mix_binding(*, index: int | None = None, mix: Sequence[float] | None = None, unbound_ok: bool = False,

@@ -7,7 +7,6 @@ precisions and video stay those of every other model.
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,26 +16,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 STYLE_FLAGS = "--style-weights, --blend, --alpha, --preserve-color, --style-size"
-
-
-def add_style_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("style (AdaIN checkpoints: any style image at translation time)")
-    group.add_argument("--style", nargs="+", default=None, metavar="STYLE",
-                       help="style images (files, folders, glob patterns or builtin:swirls|mosaic|watercolour): "
-                            "every input x every style gives <input>__<style>.<ext>")
-    group.add_argument("--style-weights", nargs="+", default=None, metavar="W",
-                       help="blend all styles with these weights (one per style image, e.g. 0.7,0.3 or 0.7 0.3; "
-                            "normalised to sum 1): one <input>__<s1>+<s2>.<ext> per input")
-    group.add_argument("--blend", action="store_true", help="blend all styles with equal weights")
-    group.add_argument("--alpha", type=float, default=None,
-                       help="style strength in [0, 1]: 0 = the content as the decoder reconstructs it, 1 = full "
-                            "style (default: 1)")
-    group.add_argument("--preserve-color", action="store_true",
-                       help="keep the content's colours: each style is first recoloured to the content's colour "
-                            "mean and covariance (then encoded per image, not once per style)")
-    group.add_argument("--style-size", type=int, default=512,
-                       help="style images are scaled so that their shorter side has this many pixels, as "
-                            "pytorch-AdaIN; 0 keeps their size (default: %(default)s)")
 
 
 @dataclass
@@ -52,37 +31,28 @@ class Styles:
     net: nn.Module | None = field(default=None, repr=False)  # the checkpoint's network, once bound
 
 
-def style_weights(values: list[str] | None) -> list[float] | None:
-    """--style-weights "0.7,0.3" or "0.7 0.3" -> [0.7, 0.3]."""
-    if values is None:
-        return None
-    try:
-        return [float(part) for value in values for part in value.split(",") if part.strip()]
-    except ValueError:
-        raise ValueError(f"--style-weights must be numbers, got {' '.join(values)!r}") from None
-
-
-def read_styles(args: argparse.Namespace) -> Styles | None:
-    """The checked style options (None without --style); style flags without --style are an error."""
-    weights = style_weights(args.style_weights)
-    if args.style is None:
-        given = [flag for flag, value in (("--style-weights", weights), ("--blend", args.blend),
-                                          ("--alpha", args.alpha), ("--preserve-color", args.preserve_color))
+def read_styles(style: list[str] | None, *, weights: list[float] | None = None, blend: bool = False,
+                alpha: float | None = None, preserve_color: bool = False, size: int = 512) -> Styles | None:
+    """The checked style options (None without `style`: files, folders, glob patterns or builtin:NAME);
+    style settings without `style` are an error. Messages name translate's flags."""
+    if style is None:
+        given = [flag for flag, value in (("--style-weights", weights), ("--blend", blend),
+                                          ("--alpha", alpha), ("--preserve-color", preserve_color))
                  if value not in (None, False)]
         if given:
             raise ValueError(f"{', '.join(given)} need --style STYLE...")
         return None
-    alpha = 1.0 if args.alpha is None else args.alpha
+    alpha = 1.0 if alpha is None else float(alpha)
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"--alpha must be in [0, 1], got {alpha}")
-    if args.style_size < 0:
-        raise ValueError(f"--style-size must be >= 0 (0 keeps the size), got {args.style_size}")
+    if size < 0:
+        raise ValueError(f"--style-size must be >= 0 (0 keeps the size), got {size}")
     from ..data.paintings import BUILTIN_PREFIX, load_style
     from ..networks.adain import blend_weights
     from .files import collect
 
     entries = []
-    for item in args.style:
+    for item in style:
         entries += [item] if item.startswith(BUILTIN_PREFIX) else [str(path) for path, _, _ in collect([item])]
     if weights is not None:
         try:
@@ -90,8 +60,8 @@ def read_styles(args: argparse.Namespace) -> Styles | None:
         except ValueError as error:
             raise ValueError(f"--style-weights: {error}") from None
     names = [e[len(BUILTIN_PREFIX):] if e.startswith(BUILTIN_PREFIX) else Path(e).stem for e in entries]
-    images = [_scaled(load_style(entry, setting="--style"), args.style_size) for entry in entries]
-    return Styles(names, images, weights, args.blend or weights is not None, alpha, args.preserve_color)
+    images = [_scaled(load_style(entry, setting="--style"), size) for entry in entries]
+    return Styles(names, images, weights, blend or weights is not None, alpha, preserve_color)
 
 
 def _scaled(rgb, size: int) -> torch.Tensor:

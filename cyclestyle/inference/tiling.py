@@ -15,6 +15,11 @@ from ..pixels import from_uint8, to_uint8
 Net = Callable[[torch.Tensor], torch.Tensor]
 
 
+# Images above AUTO_TILE_PIXELS run on AUTO_TILE tiles unless a tile size is given (tile=0: always
+# whole): a ResNet generator's first layer alone holds ngf x H x W floats, 37 GB for a 12000 x 12000
+# photo at ngf 64, where 1024 px tiles need 270 MB. Below it whole images are faster and seam-free.
+AUTO_TILE_PIXELS = 2048 * 2048
+AUTO_TILE = 1024
 MIN_SIDE = 8  # px: a ResNet generator's 1/4-scale bottleneck must be >= 2 x 2 for its reflection padding
 # and instance norm; U-Nets need their multiple anyway (their 1 x 1 innermost level has no norm).
 
@@ -93,14 +98,23 @@ def run_tiled(net: Net, x: torch.Tensor, multiple: int, *, tile: int, overlap: i
     return out.div_(total)
 
 
+def chosen_tile(tile: int | None, height: int, width: int) -> int | None:
+    """The tile size to run an H x W image with: `tile` if given (0: none, whole), else AUTO_TILE
+    for images above AUTO_TILE_PIXELS, else None (whole)."""
+    if tile is None:
+        return AUTO_TILE if height * width > AUTO_TILE_PIXELS else None
+    return tile or None
+
+
 def translate_any_size(net: Net, x: torch.Tensor, *, multiple: int, fixed_size: int | None = None,
                        tile: int | None = None, overlap: int = 32) -> torch.Tensor:
-    """net over (B, 3, H, W) images of any size: whole, or in `tile` pieces. A network that only
+    """net over (B, 3, H, W) images of any size: whole, or in `tile` pieces (`chosen_tile`). A network that only
     takes `fixed_size` x `fixed_size` inputs (full U-GAT-IT: its MLP is tied to the training size)
     always runs on tiles of exactly that size, smaller images and edge pieces padded up to it."""
     if fixed_size is not None:
         overlap = min(overlap, fixed_size // 2)
         return run_tiled(net, x, multiple, tile=fixed_size, overlap=overlap, min_side=fixed_size)
+    tile = chosen_tile(tile, *x.shape[2:])
     if tile:
         return run_tiled(net, x, multiple, tile=tile, overlap=overlap)
     return run_whole(net, x, multiple)

@@ -19,10 +19,9 @@ import io
 import itertools
 import queue
 import threading
-import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
@@ -38,6 +37,7 @@ except ImportError:
 
 from ..atomic import atomic_target
 from .files import Job
+from .jobs import Summary, run_each
 from .smoothing import TemporalSmoother
 from .tiling import translate_frames
 
@@ -64,22 +64,6 @@ class VideoOptions:
     # VP9 for webm, MPEG-4 for avi), or mpeg4 if this FFmpeg lacks it
     quality: int | None = None  # the encoder's QUALITY setting; None: its default there
     smoothing: float = 0.0  # TemporalSmoother strength; 0: off
-
-
-@dataclass
-class VideoSummary:
-    translated: int = 0
-    skipped: int = 0  # outputs that already existed
-    frames: int = 0
-    failed: list[tuple[Path, str]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # per clip: how its audio was carried, padding
-    seconds: float = 0.0
-
-    def line(self, output: Path) -> str:
-        rate = self.frames / self.seconds if self.seconds > 0 else 0.0
-        return (f"Translated {self.translated} videos ({self.frames} frames in {self.seconds:.1f} s, "
-                f"{rate:.2f} frames/s) "
-                f"-> {output}; {self.skipped} already there (skipped), {len(self.failed)} failed")
 
 
 def check_options(options: VideoOptions, suffixes: set[str]) -> None:
@@ -398,31 +382,17 @@ def _listed_frames(path: Path) -> int:
 
 def translate_videos(jobs: list[Job], generator, *, batch_size: int = 1, tile: int | None = None,
                      tile_overlap: int = 32, overwrite: bool = False, options: VideoOptions = VideoOptions(),
-                     progress: bool = True) -> VideoSummary:
+                     progress: bool = True) -> Summary:
     """Stylise every job's clip into its target; broken clips are listed in the summary, not fatal."""
-    summary, start = VideoSummary(), time.perf_counter()
-    todo = [job for job in jobs if overwrite or not job.target.exists()]
-    summary.skipped = len(jobs) - len(todo)
-    if not todo:
-        return summary
-    listed = [_listed_frames(job.source) for job in todo]
-    bar = tqdm(total=sum(listed) if all(listed) else None, unit="frame", disable=not progress, dynamic_ncols=True)
-    try:
-        for job in todo:
-            bar.set_description(job.source.name, refresh=False)
-            try:
-                frames, notes = translate_video(job, generator, batch_size=batch_size, tile=tile,
-                                                tile_overlap=tile_overlap, options=options, bar=bar)
-            except Exception as error:  # noqa: BLE001 -- any failure of one clip means "list it, go on"
-                summary.failed.append((job.source, _reason(error)))
-                continue
-            summary.translated += 1
-            summary.frames += frames
-            summary.notes.append(f"{job.source}: {'; '.join(notes)}")
-    finally:
-        bar.close()
-    summary.seconds = time.perf_counter() - start
-    return summary
+    def one(job: Job, bar: tqdm) -> tuple[int, list[str]]:
+        return translate_video(job, generator, batch_size=batch_size, tile=tile, tile_overlap=tile_overlap,
+                               options=options, bar=bar)
+
+    def total(todo: list[Job]) -> int | None:
+        listed = [_listed_frames(job.source) for job in todo]
+        return sum(listed) if all(listed) else None
+
+    return run_each(jobs, one, kind="videos", overwrite=overwrite, progress=progress, total=total, reason=_reason)
 
 
 def _reason(error: Exception) -> str:

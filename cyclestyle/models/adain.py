@@ -26,12 +26,13 @@ import torch.nn.functional as F
 from torch.optim.lr_scheduler import LambdaLR
 
 from ..networks.adain import STYLE_LAYERS, AdaINNet, adain, mean_std
-from .base import SampleGrid, TranslationModel, TranslatorSpec
+from ..record import TranslatorSpec
+from .base import SampleGrid, TranslationModel
 
 BUILDER = "cyclestyle.networks.adain:AdaINNet"
 
 
-def adain_translators(encoder: dict) -> dict[str, TranslatorSpec]:
+def translator_specs(encoder: dict) -> dict[str, TranslatorSpec]:
     """The record's translator for an AdaINNet whose encoder has these (weight-free) VGGFeatures
     settings; also for networks imported from pytorch-AdaIN's files."""
     return {"a2b": TranslatorSpec(module="net", builder=BUILDER, kwargs={"encoder": encoder},
@@ -72,7 +73,7 @@ class AdaIN(TranslationModel):
             raise ValueError("model.metrics.num_images: FID/KID are not computed for AdaIN (set it to 0)")
         self.save_hyperparameters(ignore=["optimizer"])
         self.net = AdaINNet(encoder=encoder)
-        self.translators = adain_translators(encoder_record(self.net))
+        self.translators = translator_specs(encoder_record(self.net))
         self.lambda_content, self.lambda_style, self.lr_decay = lambda_content, lambda_style, lr_decay
         self.optimizer = optimizer or (lambda params: torch.optim.Adam(params, lr=1e-4))
 

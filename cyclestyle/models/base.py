@@ -21,8 +21,9 @@ A `GANModel` family writes only its networks and its losses:
 """
 from __future__ import annotations
 
+import inspect
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
 import pytorch_lightning as pl
@@ -35,25 +36,8 @@ from torch.optim.lr_scheduler import LambdaLR
 from ..compiling import cache_dir, check_setting, keep_compile_caches, resolve_compile
 from ..image_pool import ImagePool
 from ..metrics import TranslationMetrics, inception_features
+from ..record import RECORD_KEY, TranslatorSpec, describe_directions, make_record
 from ..schedules import UNITS, LRMultiplier
-
-DIRECTION_NAMES = {"a2b": "A→B", "b2a": "B→A"}
-
-
-@dataclass(frozen=True)
-class TranslatorSpec:
-    """How to rebuild one direction's network for inference, from the checkpoint alone."""
-
-    module: str  # the LightningModule attribute holding the network: its state-dict prefix
-    builder: str  # "cyclestyle.package.module:callable" -> nn.Module mapping (B, 3, H, W) images in [-1, 1]
-    kwargs: dict = field(default_factory=dict)  # the builder's keyword arguments
-    size_multiple: int = 4  # input height and width must be multiples of this
-    fixed_size: int | None = None  # the network takes only fixed_size x fixed_size inputs (translate tiles)
-    # None: net(x). A style-conditioned network takes a second input that `translate` binds once
-    # (its style options) before running: "style_mix" = net(x, mix), mix (B, n_styles) weights;
-    # "style_image" = net(x, style), style images or their encoded statistics (see the family).
-    condition: str | None = None
-
 
 @dataclass(frozen=True)
 class SampleGrid:
@@ -127,13 +111,26 @@ class TranslationModel(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Every checkpoint carries the record `translate`, `export` and fine-tuning read."""
-        from ..checkpoints import write_record
-
-        write_record(checkpoint, self)
+        checkpoint[RECORD_KEY] = make_record(self.family, self.translators)
 
 
-def describe_directions(directions) -> str:
-    return " and ".join(DIRECTION_NAMES.get(d, d) for d in directions)
+def builder_defaults(builder: Callable, **departures) -> dict:
+    """A network group's defaults: the builder's keyword defaults, with the family's departures from
+    them (e.g. CUT's anti-aliasing). Defaults live in the builder; a family states only how it differs."""
+    parameters = inspect.signature(builder).parameters
+    defaults = {name: p.default for name, p in parameters.items() if p.default is not p.empty}
+    return {**defaults, **departures}
+
+
+def settings(group: str, defaults: dict, given: dict | None, *, title: str) -> dict:
+    """`defaults` updated with `given` (a config group such as model.generator); an unknown key is an
+    error naming the group and the family."""
+    given = dict(given or {})
+    unknown = sorted(map(str, set(given) - set(defaults)))
+    if unknown:
+        raise ValueError(f"model.{group}: unknown setting(s) {', '.join(unknown)} for {title} "
+                         f"(known: {', '.join(defaults)})")
+    return {**defaults, **given}
 
 
 def frozen(net: nn.Module, *inputs: torch.Tensor):

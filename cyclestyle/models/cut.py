@@ -41,17 +41,19 @@ from ..networks import build_discriminator, init_weights
 from ..networks.cut import PatchHeads, check_nce_layers, draw_patch_ids, feature_channels, gather_patches, run_layers
 from ..networks.resnet import ResnetGenerator
 from ..patchnce import patch_nce
-from .base import GANModel, SampleGrid, TranslatorSpec, frozen
+from ..record import TranslatorSpec
+from .base import GANModel, SampleGrid, builder_defaults, frozen, settings
 
 GENERATOR_BUILDER = "cyclestyle.networks:ResnetGenerator"
-GENERATOR_DEFAULTS = {"ngf": 64, "n_blocks": 9, "norm": "instance", "dropout": False, "antialias": True,
-                      "antialias_up": True, "in_channels": 3, "out_channels": 3, "init_type": "xavier",
-                      "init_gain": 0.02}
+# The official CUT generator departs from ResnetGenerator's defaults (the reference CycleGAN layout) in
+# its anti-aliased sampling and xavier initialisation; init_* are init_weights' keywords.
+GENERATOR_DEFAULTS = builder_defaults(ResnetGenerator, antialias=True, antialias_up=True, init_type="xavier",
+                                      init_gain=0.02)
 OFFICIAL_NETWORKS = {"G": "g", "F": "f", "D": "d"}  # official latest_net_{G,F,D}.pth -> our attributes
 _STREAMS = {"flip": 1, "patches": 2, "val_patches": 3}  # independent draws per (seed, iteration)
 
 
-def cut_translators(generator: dict) -> dict[str, TranslatorSpec]:
+def translator_specs(generator: dict) -> dict[str, TranslatorSpec]:
     """The record's translators for a CUT generator of these settings (also for imported official
     files): A -> B only, our ResnetGenerator with the architecture keywords."""
     architecture = {k: v for k, v in generator.items() if k not in ("init_type", "init_gain")}
@@ -98,9 +100,9 @@ class CUT(GANModel):
         generator = dict(generator or {})
         if "antialias" in generator:  # the upsampling follows unless set (as configs/model/cut.yaml)
             generator.setdefault("antialias_up", generator["antialias"])
-        g = _settings("generator", GENERATOR_DEFAULTS, generator)
+        g = settings("generator", GENERATOR_DEFAULTS, generator, title=self.title)
         init = {"init_type": g["init_type"], "init_gain": g["init_gain"]}
-        self.translators = cut_translators(g)
+        self.translators = translator_specs(g)
         self.g = init_weights(ResnetGenerator(**self.translators["a2b"].kwargs), **init)  # official netG
         d = {"in_channels": g["out_channels"], "antialias": g["antialias"], "init_type": g["init_type"],
              "init_gain": g["init_gain"], **dict(discriminator or {})}  # official: one --no_antialias for G and D
@@ -220,16 +222,6 @@ class CUT(GANModel):
         joined = self.f([torch.cat([s[layer] for s in samples]) for layer in layers])
         parts = [z.split([len(s[layer]) for s in samples]) for layer, z in zip(layers, joined)]
         return [[parts[layer][j] for layer in layers] for j in range(len(samples))]
-
-
-def _settings(group: str, defaults: dict, given: dict | None) -> dict:
-    """`defaults` updated with `given`; an unknown key is an error naming the config group."""
-    given = dict(given or {})
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise ValueError(f"model.{group}: unknown setting(s) {', '.join(map(str, unknown))} for CUT "
-                         f"(known: {', '.join(defaults)})")
-    return {**defaults, **given}
 
 
 class FastCUT(CUT):

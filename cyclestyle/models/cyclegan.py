@@ -19,9 +19,17 @@ import torch.nn.functional as F
 from ..image_pool import ImagePool
 from ..losses import AdversarialLoss
 from ..networks import build_discriminator, build_generator
-from .base import GANModel, SampleGrid, TranslatorSpec, frozen
+from ..record import CYCLEGAN_BUILDER, TranslatorSpec
+from .base import GANModel, SampleGrid, frozen
 
-GENERATOR_BUILDER = "cyclestyle.networks:build_generator"
+
+def translator_specs(generator: dict, *, size_multiple: int) -> dict[str, TranslatorSpec]:
+    """The record's translators for two generators of these `build_generator` settings (also for
+    imported reference files): A -> B under `g_a`, B -> A under `g_b`."""
+    architecture = {k: v for k, v in generator.items() if k not in ("init_type", "init_gain")}
+    return {direction: TranslatorSpec(module=module, builder=CYCLEGAN_BUILDER, kwargs=architecture,
+                                      size_multiple=size_multiple)
+            for direction, module in (("a2b", "g_a"), ("b2a", "g_b"))}
 
 
 class CycleGAN(GANModel):
@@ -50,12 +58,7 @@ class CycleGAN(GANModel):
         generator, discriminator = dict(generator or {}), dict(discriminator or {})
         self.g_a, self.g_b = build_generator(**generator), build_generator(**generator)  # A -> B, B -> A
         self.d_a, self.d_b = build_discriminator(**discriminator), build_discriminator(**discriminator)
-        architecture = {k: v for k, v in generator.items() if k not in ("init_type", "init_gain")}
-        self.translators = {
-            direction: TranslatorSpec(module=module, builder=GENERATOR_BUILDER, kwargs=architecture,
-                                      size_multiple=self.g_a.size_multiple)
-            for direction, module in (("a2b", "g_a"), ("b2a", "g_b"))
-        }
+        self.translators = translator_specs(generator, size_multiple=self.g_a.size_multiple)
         self.adversarial = AdversarialLoss(gan_mode)
         self.lambda_a, self.lambda_b, self.lambda_identity = lambda_a, lambda_b, lambda_identity
         self.pools = {"A": ImagePool(pool_size, seed=seed),  # fakes of domain A, for D_B

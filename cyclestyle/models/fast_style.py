@@ -15,7 +15,7 @@ VGG (the shared `VGGFeatures`) sees both in [0, 1]:
   content  sum over content_layers of mse(F(y), F(x)) / mean(F(x)^2)                 x content_weight
   style    sum over style_layers of mse(G(F(y)), G_s) / mean(G_s^2), per image its style's Grams  x style_weight
   tv       mean squared difference of neighbouring pixels of y                         x tv_weight
-Grams divide by C*H*W (`cyclestyle.neural_style.gram`, shared with Gatys), so a style image of any size serves crops of any
+Grams divide by C*H*W (`cyclestyle.losses.gram`, shared with Gatys), so a style image of any size serves crops of any
 size. Each term is divided by its target's mean square (not in the paper): the weights then mean the
 same for VGG-16 or VGG-19, Caffe (0-255) or torchvision preprocessing, where raw feature scales
 differ ~50x. Adam at 1e-3, constant, as the paper. No discriminator, no FID (there is no target set).
@@ -30,18 +30,19 @@ import torch.nn.functional as F
 
 from ..compiling import check_setting
 from ..data.paintings import load_style
+from ..losses import gram, tv_loss
 from ..networks.transformer import TransformerNet
 from ..networks.vgg import VGGFeatures
-from ..neural_style.gatys import gram, tv_loss
-from .base import SampleGrid, TranslationModel, TranslatorSpec
+from ..record import TranslatorSpec
+from .base import SampleGrid, TranslationModel, builder_defaults, settings
 
 BUILDER = "cyclestyle.networks:TransformerNet"
-NETWORK_DEFAULTS = {"channels": 32, "n_blocks": 5, "pixels": "signed"}
+NETWORK_DEFAULTS = {k: v for k, v in builder_defaults(TransformerNet).items() if k != "n_styles"}  # n_styles: model.styles
 CONTENT_LAYERS = ("relu2_2",)
 STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 
 
-def fast_style_translators(network: dict) -> dict[str, TranslatorSpec]:
+def translator_specs(network: dict) -> dict[str, TranslatorSpec]:
     """The record's translator for a TransformerNet of these keywords (also for imported
     pytorch/examples files); conditioned on a style mix when it holds styles."""
     return {"a2b": TranslatorSpec(module="net", builder=BUILDER, kwargs=dict(network),
@@ -97,11 +98,9 @@ class FastStyle(TranslationModel):
                              f"(model=multi_style learns several in one network)")
         self._check(styles, content_weight, style_weight, tv_weight, styles_per_batch, style_size)
         self.save_hyperparameters(ignore=["optimizer"])
-        unknown = sorted(set(network or {}) - set(NETWORK_DEFAULTS))
-        if unknown:
-            raise ValueError(f"model.network: unknown setting(s) {', '.join(unknown)} (known: {', '.join(NETWORK_DEFAULTS)})")
-        kwargs = {**NETWORK_DEFAULTS, **dict(network or {}), "n_styles": len(styles) if self.conditional else 0}
-        self.translators = fast_style_translators(kwargs)
+        kwargs = {**settings("network", NETWORK_DEFAULTS, network, title=self.title),
+                  "n_styles": len(styles) if self.conditional else 0}
+        self.translators = translator_specs(kwargs)
         self.net = TransformerNet(**kwargs)
         self.styles, self.n_styles = styles, len(styles)
         self.content_layers, self.style_layers = tuple(content_layers), tuple(style_layers)

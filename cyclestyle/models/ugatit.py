@@ -32,10 +32,11 @@ import torch.nn.functional as F
 from ..image_pool import ImagePool
 from ..networks.ugatit import GLOBAL_LAYERS, LOCAL_LAYERS, UgatitDiscriminator, UgatitGenerator, clip_rho
 from ..pixels import heatmap_image
-from .base import GANModel, SampleGrid, TranslatorSpec, frozen
+from ..record import TranslatorSpec
+from .base import GANModel, SampleGrid, builder_defaults, frozen, settings
 
 TRANSLATOR_BUILDER = "cyclestyle.networks.ugatit:UgatitTranslator"
-GENERATOR_DEFAULTS = {"ngf": 64, "n_blocks": 4, "img_size": 256, "light": False, "in_channels": 3, "out_channels": 3}
+GENERATOR_DEFAULTS = builder_defaults(UgatitGenerator)
 DISCRIMINATOR_DEFAULTS = {"ndf": 64, "global_layers": GLOBAL_LAYERS, "local_layers": LOCAL_LAYERS}
 
 
@@ -89,8 +90,9 @@ class UGATIT(GANModel):
             if value < 0:
                 raise ValueError(f"model.{name} must be >= 0, got {value}")
         self.save_hyperparameters(ignore=["optimizer", "feature_extractor"])
-        g = _settings("generator", GENERATOR_DEFAULTS, generator)
-        d = self.discriminator_settings = _settings("discriminator", DISCRIMINATOR_DEFAULTS, discriminator)
+        g = settings("generator", GENERATOR_DEFAULTS, generator, title=self.title)
+        d = self.discriminator_settings = settings("discriminator", DISCRIMINATOR_DEFAULTS, discriminator,
+                                                   title=self.title)
         self.translators = translator_specs(g)
         a_to_b, b_to_a = self.translators["a2b"].kwargs, self.translators["b2a"].kwargs
         self.g_a, self.g_b = UgatitGenerator(**a_to_b), UgatitGenerator(**b_to_a)  # official genA2B, genB2A
@@ -174,16 +176,6 @@ class UGATIT(GANModel):
             terms[f"D_{name[2:].upper()}"] = w * (lsgan(real_logit, 1) + lsgan(fake_logit, 0)
                                                   + lsgan(real_cam, 1) + lsgan(fake_cam, 0))
         return terms, images
-
-
-def _settings(group: str, defaults: dict, given: dict | None) -> dict:
-    """`defaults` updated with `given`; an unknown key is an error naming the config group."""
-    given = dict(given or {})
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise ValueError(f"model.{group}: unknown setting(s) {', '.join(unknown)} for U-GAT-IT "
-                         f"(known: {', '.join(defaults)})")
-    return {**defaults, **given}
 
 
 def _check_crop(net: UgatitDiscriminator, kind: str, layers: int, img_size: int) -> None:

@@ -115,3 +115,13 @@ def init_weights(net: nn.Module, *, init_type: str = "normal", init_gain: float 
 
     net.apply(init_one)
     return net
+
+
+STALE_NORM_KEYS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def drop_stale_norm_keys(state: dict[str, torch.Tensor], norm: str) -> dict[str, torch.Tensor]:
+    """Older reference files keep InstanceNorm running statistics our (and today's) modules lack."""
+    if norm == "batch":
+        return dict(state)
+    return {k: v for k, v in state.items() if not k.endswith(STALE_NORM_KEYS)}

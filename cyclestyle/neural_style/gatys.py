@@ -5,7 +5,8 @@ Transfer Using Convolutional Neural Networks", CVPR 2016).
     image = optimise(objective, init, optimizer="lbfgs", steps=500)  # (1, 3, H, W) in [0, 1]
 
 The image matches the content photo's features at a high layer and the style images' feature
-correlations (Gram matrices) at several layers. Grams are divided by C·H·W, so a style weight
+correlations (Gram matrices) at several layers. Grams (`cyclestyle.losses.gram`, shared with
+fast_style) are divided by C·H·W, so a style weight
 means the same at 256 px as at 1024 px, and a style image of any size can serve any content.
 Targets (content features, blended style Grams) are computed once; only the image is optimised.
 Optional: region-by-region Grams under segmentation masks and the matting-Laplacian photorealism
@@ -18,6 +19,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..losses import flat_gram, gram, tv_loss
 from ..networks.vgg import VGGFeatures
 from .matting import MattingTerm
 
@@ -27,43 +29,6 @@ OPTIMIZERS = ("lbfgs", "adam")
 ADAM_LR = 0.02  # per step on [0, 1] pixels (neural-style's 10 on 0-255 is ~0.04; lower is steadier)
 MATTING_WEIGHT = 1e4  # Luan et al.'s lambda, for this objective's scale (the same as theirs)
 LBFGS_EVALS = 25  # loss evaluations per L-BFGS step at most: the start point plus its line search
-
-
-def gram(features: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C, C) feature correlations divided by C·H·W: independent of the image
-    size (a 2x2 tiling of a map gives the same Gram) and of the layer's width."""
-    b, c, h, w = features.shape
-    return _Gram.apply(features.reshape(b, c, h * w), 1.0 / (c * h * w))  # (B, C, C)
-
-
-class _Gram(torch.autograd.Function):
-    """scale · F Fᵀ of (B, C, N) with the symmetric backward (dG + dGᵀ) F · scale: one matrix
-    product instead of autograd's two (one per operand) and the sum of their (B, C, N) results;
-    the Grams are a quarter of a Gatys evaluation's time on the CPU. The gradient keeps F's
-    layout (channels-last features give a channels-last gradient): the backward adds it to the
-    next layer's gradient, and adding tensors of different layouts is ~10x slower. It runs in F's
-    dtype also under autocast (which would otherwise make it bf16)."""
-
-    @staticmethod
-    def forward(ctx, flat: torch.Tensor, scale: float) -> torch.Tensor:
-        ctx.save_for_backward(flat)
-        ctx.scale = scale
-        with torch.autocast(flat.device.type, enabled=False):  # in F's dtype (fp32 here) even under autocast
-            return torch.bmm(flat, flat.transpose(1, 2)).mul_(scale)  # (B, C, C)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (flat,) = ctx.saved_tensors
-        symmetric = (grad + grad.transpose(1, 2)).to(flat.dtype) * ctx.scale  # (B, C, C)
-        if flat.stride(1) == 1:  # channels fastest: compute (B, N, C) and view it as (B, C, N)
-            return torch.bmm(flat.transpose(1, 2), symmetric).transpose(1, 2), None
-        return torch.bmm(symmetric, flat), None  # (B, C, N)
-
-
-def tv_loss(image: torch.Tensor) -> torch.Tensor:
-    """Mean squared difference of neighbouring pixels of (B, 3, H, W): penalises high-frequency noise."""
-    return (image[..., 1:, :] - image[..., :-1, :]).pow(2).mean() + (image[..., :, 1:] - image[..., :, :-1]).pow(2).mean()
 
 
 class GatysObjective:
@@ -166,7 +131,7 @@ def region_grams(features: torch.Tensor, masks: torch.Tensor | None) -> tuple[to
     _, c, h, w = features.shape
     masked = (features * masks.transpose(0, 1)).reshape(-1, c, h * w)  # (K, C, hw)
     area = masks.sum(dim=(0, 2, 3))  # (K,)
-    grams = _Gram.apply(masked, 1.0) / (c * area.clamp_min(1e-6))[:, None, None]  # (K, C, C)
+    grams = flat_gram(masked) / (c * area.clamp_min(1e-6))[:, None, None]  # (K, C, C)
     return grams, area > 1e-6
 
 
