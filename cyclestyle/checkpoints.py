@@ -195,11 +195,13 @@ def load_weights(model, checkpoint: dict, *, source: str) -> list[str]:
     return sorted({k.split(".")[0] for k in result.missing_keys})
 
 
-def load_weights_only(model, ckpt_path: str) -> bool:
-    """If `ckpt_path` holds weights but no training state (e.g. from `cyclestyle import-reference`),
-    load them into `model` and return True; False for a full checkpoint that Lightning resumes."""
+def prepare_checkpoint(model, ckpt_path: str) -> bool:
+    """Read `ckpt_path` once (its archive checked once) for a run starting from it. Weights without
+    training state (e.g. from `cyclestyle import-reference`) are loaded into `model`: True. A full
+    checkpoint is checked to fit `model` for Lightning to resume: False."""
     checkpoint = safe_load(ckpt_path, mmap=True)
     if not is_weights_only(checkpoint):
+        check_resumable(model, checkpoint, ckpt_path)
         return False
     fresh = load_weights(model, checkpoint, source=ckpt_path)
     if fresh:
@@ -207,10 +209,9 @@ def load_weights_only(model, ckpt_path: str) -> bool:
     return True
 
 
-def check_resumable(model, ckpt_path: str) -> None:
+def check_resumable(model, checkpoint: dict, ckpt_path: str) -> None:
     """Fail with one clear line if a full checkpoint does not fit the model this run builds
     (Lightning would stop with a long size-mismatch traceback instead)."""
-    checkpoint = safe_load(ckpt_path, mmap=True)
     family = read_record(checkpoint, source=f"ckpt_path={ckpt_path}").family
     if family != model.family:
         raise ValueError(f"ckpt_path={ckpt_path}: it holds a {family} model; this run trains {model.family} "

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 
 from cyclestyle.callbacks import LastCheckpoint, SampleImages
-from cyclestyle.checkpoints import check_resumable, load_weights_only
+from cyclestyle.checkpoints import prepare_checkpoint
 from cyclestyle.config_checks import check_config
 from cyclestyle.loggers import git_commit, upload_checkpoints
 from cyclestyle.run_folder import check_run_folder
@@ -125,11 +125,10 @@ def train(cfg: DictConfig) -> tuple[pl.Trainer, pl.LightningModule]:
         logger.log_hyperparams(metadata)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir=cfg.paths.output_dir, log_dir=cfg.paths.log_dir)
     check_run_folder(cfg.paths.output_dir, resuming=ckpt_path is not None, overwrite=bool(cfg.get("overwrite")))
-    if ckpt_path and load_weights_only(model, ckpt_path):
+    if ckpt_path and prepare_checkpoint(model, ckpt_path):
         rank_zero_info(f"Fine-tuning from the weights in {ckpt_path} (optimizers and schedules start fresh)")
         ckpt_path = None
     elif ckpt_path:
-        check_resumable(model, ckpt_path)
         rank_zero_info(f"Resuming from {ckpt_path}")
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)

@@ -10,7 +10,6 @@ import torch._inductor.config as inductor_config
 from omegaconf import open_dict
 from torch.utils.data import DataLoader
 
-from cyclestyle import compiling
 from cyclestyle.compiling import MIN_ITERATIONS, cache_dir, check_setting, keep_compile_caches, resolve_compile
 from cyclestyle.models import CycleGAN
 from cyclestyle.train import train

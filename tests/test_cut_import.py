@@ -3,7 +3,6 @@ latest_net_G.pth, latest_net_D.pth, latest_net_F.pth) translate directly and imp
 checkpoint that translates A->B and fine-tunes. The test writes them in that layout itself."""
 from __future__ import annotations
 
-import pytest
 import torch
 from omegaconf import open_dict
 

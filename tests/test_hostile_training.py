@@ -1,6 +1,5 @@
 """Hostile use of `cyclestyle train` (issue 16): reused run folders, wrong checkpoints, signals,
 and the run's log. Each runs the installed command in a subprocess, as a user would."""
-import os
 import signal
 import subprocess
 import sys
