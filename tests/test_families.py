@@ -192,3 +192,25 @@ def test_checkpoints_in_the_layout_before_the_record_still_translate_resume_and_
         cfg.ckpt_path = str(tmp_path / "imported.ckpt")
     trainer, tuned = train(cfg)
     assert trainer.global_step == 1  # fine-tuning starts at 0
+
+
+@pytest.mark.parametrize("family, pooled, default_size", [("cyclegan", ("A", "B"), 50), ("ugatit", ("A", "B"), 0),
+                                                          ("cut", ("B",), 0), ("fastcut", ("B",), 0)])
+def test_the_gan_base_keeps_each_familys_pools_and_checks_its_loss_weights(family, pooled, default_size):
+    """Pools, their seeds and the loss-weight check live once in GANModel: each family still pools the
+    domains its discriminators judge, with its paper's default size, and a negative weight names its setting."""
+    from cyclestyle.models import CUT, UGATIT, CycleGAN, FastCUT
+
+    cls = {"cyclegan": CycleGAN, "ugatit": UGATIT, "cut": CUT, "fastcut": FastCUT}[family]
+    tiny = {"generator": {"ngf": 4, "n_blocks": 1} if family != "cyclegan" else {"name": "resnet_6blocks", "ngf": 4},
+            "discriminator": {"ndf": 4}}
+    if family == "ugatit":
+        tiny = {"generator": {"ngf": 4, "n_blocks": 1, "img_size": 32, "light": True},
+                "discriminator": {"ndf": 4, "global_layers": 5, "local_layers": 3}}
+    model = cls(**tiny)
+    assert tuple(model.pools) == pooled and {p.size for p in model.pools.values()} == {default_size}
+    model = cls(**tiny, pool_size=2, seed=7)
+    assert {p.size for p in model.pools.values()} == {2} and model.hparams["pool_size"] == 2
+    weight = {"cyclegan": "lambda_a", "ugatit": "lambda_cam", "cut": "lambda_nce", "fastcut": "lambda_gan"}[family]
+    with pytest.raises(ValueError, match=rf"model\.{weight} must be >= 0"):
+        cls(**tiny, **{weight: -1.0})

@@ -9,8 +9,10 @@ A `GANModel` family writes only its networks and its losses:
 
     class MyGAN(GANModel):
         family, title = "mygan", "My GAN"
-        def __init__(self, *, ..., **common):
+        pooled_domains = ("B",)                             # fakes its discriminator sees via a pool
+        def __init__(self, *, ..., lambda_x: float = 1.0, **common):   # common: pool_size, seed, optimizer, ...
             super().__init__(**common)
+            check_weights(lambda_x=lambda_x)
             self.g, self.d = ..., ...                       # plain nn.Modules
             self.translators = {"a2b": TranslatorSpec(module="g", builder=..., kwargs=..., size_multiple=4)}
         def generator_parameters(self): ...
@@ -133,6 +135,13 @@ def settings(group: str, defaults: dict, given: dict | None, *, title: str) -> d
     return {**defaults, **given}
 
 
+def check_weights(**weights: float) -> None:
+    """Loss weights are >= 0; a negative one is an error naming its setting."""
+    for name, value in weights.items():
+        if value < 0:
+            raise ValueError(f"model.{name} must be >= 0, got {value}")
+
+
 def frozen(net: nn.Module, *inputs: torch.Tensor):
     """net(*inputs) with gradients flowing to the inputs but not into net's weights: the
     generator's adversarial loss must not train the discriminator."""
@@ -153,6 +162,10 @@ class GANModel(TranslationModel):
 
     default_optimizer: ClassVar[Callable[..., torch.optim.Optimizer]] = staticmethod(
         lambda params: torch.optim.Adam(params, lr=2e-4, betas=(0.5, 0.999), fused=True))
+    # Domains whose fakes the discriminators see through an image pool, and the pool's default size
+    # (the reference CycleGAN keeps 50; U-GAT-IT and CUT keep none).
+    pooled_domains: ClassVar[tuple[str, ...]] = ("A", "B")
+    default_pool_size: ClassVar[int] = 0
 
     def __init__(
         self,
@@ -162,8 +175,11 @@ class GANModel(TranslationModel):
         metrics: dict | None = None,
         feature_extractor: nn.Module | None = None,
         compile: bool | str = False,
+        pool_size: int | None = None,
+        seed: int = 0,
     ) -> None:
-        """`optimizer` is a partial optimizer used for both groups; `scheduler` keyword arguments
+        """`pool_size` past fakes per pooled domain train the discriminators (None: the family's
+        default), drawn from `seed`; `optimizer` is a partial optimizer used for both groups; `scheduler` keyword arguments
         of `LRMultiplier` plus `unit` (epoch | iteration); `metrics` = {num_images, kid_subset_size,
         download} turns on FID/KID (num_images 0: off), with InceptionV3 features unless
         `feature_extractor` ((B, 3, H, W) in [0, 1] -> (B, D)) is given; `compile` runs the
@@ -181,7 +197,10 @@ class GANModel(TranslationModel):
         self._features = [feature_extractor]  # in a list: not a submodule, never in checkpoints
         self._metrics: TranslationMetrics | None = None
         self.compile_networks = check_setting(compile)
-        self.pools: dict[str, ImagePool] = {}  # checkpointed by name
+        self.seed = int(seed)
+        size = self.default_pool_size if pool_size is None else pool_size
+        self.pools = {domain: ImagePool(size, seed=self.seed + i)  # fakes of `domain`, checkpointed by name
+                      for i, domain in enumerate(self.pooled_domains)}
         self._per_sample: dict[str, bool] = {}
 
     # --- what a family provides -------------------------------------------------------------

@@ -35,14 +35,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..image_pool import ImagePool
 from ..losses import AdversarialLoss
 from ..networks import build_discriminator, init_weights
 from ..networks.cut import PatchHeads, check_nce_layers, draw_patch_ids, feature_channels, gather_patches, run_layers
 from ..networks.resnet import ResnetGenerator
 from ..patchnce import patch_nce
 from ..record import TranslatorSpec
-from .base import GANModel, SampleGrid, builder_defaults, frozen, settings
+from .base import GANModel, SampleGrid, builder_defaults, check_weights, frozen, settings
 
 GENERATOR_BUILDER = "cyclestyle.networks:ResnetGenerator"
 # The official CUT generator departs from ResnetGenerator's defaults (the reference CycleGAN layout) in
@@ -63,34 +62,19 @@ def translator_specs(generator: dict) -> dict[str, TranslatorSpec]:
 
 class CUT(GANModel):
     family, title = "cut", "CUT"
+    pooled_domains = ("B",)  # fakes of domain B, for D; the official keeps none (pool_size 0)
 
-    def __init__(
-        self,
-        *,
-        generator: dict | None = None,
-        discriminator: dict | None = None,
-        gan_mode: str = "lsgan",
-        lambda_gan: float = 1.0,
-        lambda_nce: float = 1.0,
-        nce_idt: bool = True,
-        nce_layers=(0, 4, 8, 12, 16),
-        nce_temperature: float = 0.07,
-        num_patches: int = 256,
-        nce_units: int = 256,
-        nce_includes_all_negatives_from_minibatch: bool = False,
-        flip_equivariance: bool = False,
-        pool_size: int = 0,
-        seed: int = 0,
-        **common,
-    ) -> None:
+    def __init__(self, *, generator: dict | None = None, discriminator: dict | None = None, gan_mode: str = "lsgan",
+                 lambda_gan: float = 1.0, lambda_nce: float = 1.0, nce_idt: bool = True,
+                 nce_layers=(0, 4, 8, 12, 16), nce_temperature: float = 0.07, num_patches: int = 256,
+                 nce_units: int = 256, nce_includes_all_negatives_from_minibatch: bool = False,
+                 flip_equivariance: bool = False, **common) -> None:
         """`generator`: ResnetGenerator keywords (ngf, n_blocks, norm, dropout, antialias, antialias_up,
         in/out_channels) plus init_type/init_gain; `discriminator`: build_discriminator keywords;
         `nce_layers` indices into the generator's layer list (a list or "0,4,8"); `common` the
-        GANModel settings (optimizer, scheduler, metrics, feature_extractor, compile)."""
+        GANModel settings (optimizer, scheduler, metrics, feature_extractor, compile, pool_size, seed)."""
         super().__init__(**common)
-        for name, value in (("lambda_gan", lambda_gan), ("lambda_nce", lambda_nce)):
-            if value < 0:
-                raise ValueError(f"model.{name} must be >= 0, got {value}")
+        check_weights(lambda_gan=lambda_gan, lambda_nce=lambda_nce)
         if nce_temperature <= 0 or num_patches < 1 or nce_units < 1:
             raise ValueError(f"model.nce_temperature must be > 0 and model.num_patches, model.nce_units >= 1; got "
                              f"{nce_temperature}, {num_patches}, {nce_units}")
@@ -117,8 +101,7 @@ class CUT(GANModel):
         self.lambda_gan, self.lambda_nce, self.nce_idt = lambda_gan, lambda_nce, bool(nce_idt)
         self.nce_temperature, self.num_patches = nce_temperature, int(num_patches)
         self.negatives_from_batch = bool(nce_includes_all_negatives_from_minibatch)
-        self.flip_equivariance, self.seed = bool(flip_equivariance), int(seed)
-        self.pools = {"B": ImagePool(pool_size, seed=seed)}  # fakes of domain B, for D; the official keeps none
+        self.flip_equivariance = bool(flip_equivariance)
         self._batchable: bool | None = None  # the generator may run on concatenated batches (no batch norm)
 
     def generator_parameters(self):

@@ -16,11 +16,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..image_pool import ImagePool
 from ..losses import AdversarialLoss
 from ..networks import build_discriminator, build_generator
 from ..record import CYCLEGAN_BUILDER, TranslatorSpec
-from .base import GANModel, SampleGrid, frozen
+from .base import GANModel, SampleGrid, check_weights, frozen
 
 
 def translator_specs(generator: dict, *, size_multiple: int) -> dict[str, TranslatorSpec]:
@@ -34,26 +33,15 @@ def translator_specs(generator: dict, *, size_multiple: int) -> dict[str, Transl
 
 class CycleGAN(GANModel):
     family, title = "cyclegan", "CycleGAN"
+    default_pool_size = 50  # the reference's history of fakes per discriminator
 
-    def __init__(
-        self,
-        *,
-        generator: dict | None = None,
-        discriminator: dict | None = None,
-        gan_mode: str = "lsgan",
-        lambda_a: float = 10.0,
-        lambda_b: float = 10.0,
-        lambda_identity: float = 0.5,
-        pool_size: int = 50,
-        seed: int = 0,
-        **common,
-    ) -> None:
+    def __init__(self, *, generator: dict | None = None, discriminator: dict | None = None, gan_mode: str = "lsgan",
+                 lambda_a: float = 10.0, lambda_b: float = 10.0, lambda_identity: float = 0.5, **common) -> None:
         """`generator`/`discriminator` are keyword arguments of `build_generator`/`build_discriminator`;
-        `common` the GANModel settings (optimizer, scheduler, metrics, feature_extractor, compile)."""
+        `common` the GANModel settings (optimizer, scheduler, metrics, feature_extractor, compile,
+        pool_size, seed). Pooled fakes of domain A train D_B, those of B train D_A."""
         super().__init__(**common)
-        for name, value in (("lambda_a", lambda_a), ("lambda_b", lambda_b), ("lambda_identity", lambda_identity)):
-            if value < 0:
-                raise ValueError(f"model.{name} must be >= 0, got {value}")
+        check_weights(lambda_a=lambda_a, lambda_b=lambda_b, lambda_identity=lambda_identity)
         self.save_hyperparameters(ignore=["optimizer", "feature_extractor"])
         generator, discriminator = dict(generator or {}), dict(discriminator or {})
         self.g_a, self.g_b = build_generator(**generator), build_generator(**generator)  # A -> B, B -> A
@@ -61,8 +49,6 @@ class CycleGAN(GANModel):
         self.translators = translator_specs(generator, size_multiple=self.g_a.size_multiple)
         self.adversarial = AdversarialLoss(gan_mode)
         self.lambda_a, self.lambda_b, self.lambda_identity = lambda_a, lambda_b, lambda_identity
-        self.pools = {"A": ImagePool(pool_size, seed=seed),  # fakes of domain A, for D_B
-                      "B": ImagePool(pool_size, seed=seed + 1)}  # fakes of domain B, for D_A
 
     def generator_parameters(self):
         return [*self.g_a.parameters(), *self.g_b.parameters()]

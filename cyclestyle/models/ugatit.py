@@ -29,11 +29,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..image_pool import ImagePool
 from ..networks.ugatit import GLOBAL_LAYERS, LOCAL_LAYERS, UgatitDiscriminator, UgatitGenerator, clip_rho
 from ..pixels import heatmap_image
 from ..record import TranslatorSpec
-from .base import GANModel, SampleGrid, builder_defaults, frozen, settings
+from .base import GANModel, SampleGrid, builder_defaults, check_weights, frozen, settings
 
 TRANSLATOR_BUILDER = "cyclestyle.networks.ugatit:UgatitTranslator"
 GENERATOR_DEFAULTS = builder_defaults(UgatitGenerator)
@@ -66,29 +65,17 @@ def translator_specs(generator: dict) -> dict[str, TranslatorSpec]:
 class UGATIT(GANModel):
     family, title = "ugatit", "U-GAT-IT"
 
-    def __init__(
-        self,
-        *,
-        generator: dict | None = None,
-        discriminator: dict | None = None,
-        lambda_adv: float = 1.0,
-        lambda_cycle: float = 10.0,
-        lambda_identity: float = 10.0,
-        lambda_cam: float = 1000.0,
-        pool_size: int = 0,
-        seed: int = 0,
-        **common,
-    ) -> None:
+    def __init__(self, *, generator: dict | None = None, discriminator: dict | None = None, lambda_adv: float = 1.0,
+                 lambda_cycle: float = 10.0, lambda_identity: float = 10.0, lambda_cam: float = 1000.0,
+                 **common) -> None:
         """`generator`: UgatitGenerator keyword arguments (ngf, n_blocks, img_size = the training crop,
         light, in/out_channels); `discriminator`: ndf and the global/local depths (official 7 and 5);
-        `pool_size` > 0 trains the discriminators on a history of fakes (the official keeps none);
-        `common` the GANModel settings (optimizer, scheduler, metrics, feature_extractor, compile)."""
+        `common` the GANModel settings (optimizer, scheduler, metrics, feature_extractor, compile,
+        pool_size, seed): pool_size > 0 trains the discriminators on a history of fakes (the
+        official keeps none), those of A for d_ga and d_la, of B for d_gb and d_lb."""
         super().__init__(**common)
-        weights = {"lambda_adv": lambda_adv, "lambda_cycle": lambda_cycle, "lambda_identity": lambda_identity,
-                   "lambda_cam": lambda_cam}
-        for name, value in weights.items():
-            if value < 0:
-                raise ValueError(f"model.{name} must be >= 0, got {value}")
+        check_weights(lambda_adv=lambda_adv, lambda_cycle=lambda_cycle, lambda_identity=lambda_identity,
+                      lambda_cam=lambda_cam)
         self.save_hyperparameters(ignore=["optimizer", "feature_extractor"])
         g = settings("generator", GENERATOR_DEFAULTS, generator, title=self.title)
         d = self.discriminator_settings = settings("discriminator", DISCRIMINATOR_DEFAULTS, discriminator,
@@ -105,8 +92,6 @@ class UGATIT(GANModel):
                 setattr(self, f"d_{kind.lower()}{domain.lower()}", net)
         self.lambda_adv, self.lambda_cycle = lambda_adv, lambda_cycle
         self.lambda_identity, self.lambda_cam = lambda_identity, lambda_cam
-        self.pools = {"A": ImagePool(pool_size, seed=seed),  # fakes of domain A, for d_ga and d_la
-                      "B": ImagePool(pool_size, seed=seed + 1)}  # fakes of domain B, for d_gb and d_lb
 
     def generator_parameters(self):
         return [*self.g_a.parameters(), *self.g_b.parameters()]

@@ -50,16 +50,8 @@ class UnetGenerator(nn.Module):
     Input height and width must be multiples of 2**num_downs.
     """
 
-    def __init__(
-        self,
-        *,
-        in_channels: int = 3,
-        out_channels: int = 3,
-        num_downs: int = 8,
-        ngf: int = 64,
-        norm: str = "batch",
-        dropout: bool = False,
-    ) -> None:
+    def __init__(self, *, in_channels: int = 3, out_channels: int = 3, num_downs: int = 8, ngf: int = 64,
+                 norm: str = "batch", dropout: bool = False) -> None:
         super().__init__()
         if num_downs < 5:
             raise ValueError(f"num_downs must be >= 5, got {num_downs}")
