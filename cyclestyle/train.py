@@ -24,6 +24,7 @@ from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from cyclestyle.callbacks import LastCheckpoint, SampleImages
 from cyclestyle.checkpoints import prepare_checkpoint
 from cyclestyle.config_checks import check_config
+from cyclestyle.distributed import LostRank, lost_rank
 from cyclestyle.loggers import git_commit, upload_checkpoints
 from cyclestyle.run_folder import check_run_folder
 from cyclestyle.tracking import BestCheckpoint, ModelCard
@@ -131,11 +132,23 @@ def train(cfg: DictConfig) -> tuple[pl.Trainer, pl.LightningModule]:
     elif ckpt_path:
         rank_zero_info(f"Resuming from {ckpt_path}")
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        _fit(trainer, model, datamodule, ckpt_path)
         upload_checkpoints(trainer, [c.path for c in trainer.callbacks if isinstance(c, (LastCheckpoint, BestCheckpoint))])
     finally:
         _finish_wandb()
     return trainer, model
+
+
+def _fit(trainer: pl.Trainer, model: pl.LightningModule, datamodule, ckpt_path: str | None) -> None:
+    """trainer.fit; a collective failing because a rank is gone becomes `LostRank` (one line)."""
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    except Exception as error:
+        last = next((c.path for c in trainer.callbacks if isinstance(c, LastCheckpoint) and c.path.is_file()), None)
+        lost = lost_rank(error, trainer, resume_from=str(last) if last else None)
+        if lost is not None:
+            raise lost from error
+        raise
 
 
 def _finish_wandb() -> None:
@@ -190,6 +203,11 @@ def task(cfg: DictConfig) -> None:
     _log_to_run_folder()
     try:
         trainer, _ = train(cfg)
+    except LostRank as error:  # one line naming the lost rank (HYDRA_FULL_ERROR=1 adds the traceback)
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            log.exception("Training failed")
+        log.error(f"cyclestyle train: error: {error}")
+        sys.exit(1)
     except Exception as error:
         cause = _user_error(error)
         if cause is None or os.environ.get("HYDRA_FULL_ERROR") == "1":

@@ -82,20 +82,3 @@ def test_signal_saves_a_checkpoint_then_exits(folders, tmp_path, signum):
     result = cyclestyle(*tiny_args(folders, out, f"trainer.max_steps={more}", "ckpt_path=last"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == more
-
-
-@pytest.mark.slow
-def test_ddp_on_cpu_keeps_ranks_identical(folders, tmp_path):
-    out, probe = tmp_path / "run", tmp_path / "probe"
-    result = cyclestyle(*tiny_args(folders, out, "trainer=ddp_cpu", "trainer.max_steps=3", "trainer.accelerator=cpu",
-                                   "+callbacks.probe._target_=ddp_probe.SaveRankWeights",
-                                   f"+callbacks.probe.out_dir={probe}"))
-    assert result.returncode == 0, result.stderr[-4000:]
-    ranks = [torch.load(probe / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
-    assert [r["world_size"] for r in ranks] == [2, 2]
-    assert [r["global_step"] for r in ranks] == [3, 3] and [r["batches"] for r in ranks] == [3, 3]
-    for name, tensor in ranks[0]["state_dict"].items():
-        assert torch.equal(tensor, ranks[1]["state_dict"][name]), name
-    runs = [p for p in tmp_path.rglob(".hydra")]
-    assert runs == [out / ".hydra"]  # one run directory, not one per rank
-    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3

@@ -208,3 +208,70 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(folders, tmp_pat
     resumed = cyclestyle(*tiny_args(folders, tmp_path / "run3", "trainer.max_steps=4", on_disk, last))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert torch.load(checkpoints / "last.ckpt", weights_only=False)["global_step"] == 4
+
+
+def _ddp_args(folders, out, *extra: str) -> list[str]:
+    """A tiny 2-process CPU DDP run with DataLoader workers (as users run it), last.ckpt every iteration."""
+    return tiny_args(folders, out, "trainer=ddp_cpu", "trainer.accelerator=cpu", "data.num_workers=1",
+                     "trainer.val_check_interval=1000", "callbacks.last_checkpoint.every_n_iterations=1", *extra)
+
+
+@pytest.mark.slow
+def test_a_sigkilled_ddp_rank_stops_the_run_with_a_line_naming_it_and_last_resumes_exactly(folders, tmp_path):
+    """Issue 23.1. Before: the survivor died with a gloo 'Connection reset by peer' traceback naming a
+    socket (or was SIGKILLed by Lightning's child observer, racing its own shutdown)."""
+    killed, whole, probe = tmp_path / "killed", tmp_path / "whole", tmp_path / "probe"
+    started = time.monotonic()
+    result = cyclestyle(*_ddp_args(folders, killed, "trainer.max_steps=5", "+callbacks.kill._target_=hang_probe.KillRankAt",
+                                   "+callbacks.kill.rank=1", "+callbacks.kill.at=3"))
+    assert time.monotonic() - started < 240
+    assert result.returncode == 1, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if "cyclestyle train: error" in line]
+    assert len(errors) == 1 and "rank 1 (pid" in errors[0] and "killed by SIGKILL" in errors[0], result.stderr[-3000:]
+    assert "ckpt_path=last" in errors[0] and "Traceback" not in result.stderr
+    assert torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
+    assert not list((killed / "checkpoints").glob("*.tmp*"))
+    resumed = cyclestyle(*_ddp_args(folders, killed, "trainer.max_steps=5", "ckpt_path=last"))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    # The same run uninterrupted: ranks agree, one run folder, and the resumed run ends on its weights.
+    reference = cyclestyle(*_ddp_args(folders, whole, "trainer.max_steps=5", "+callbacks.probe._target_=ddp_probe.SaveRankWeights",
+                                      f"+callbacks.probe.out_dir={probe}"))
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    ranks = [torch.load(probe / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2, 2] and [r["batches"] for r in ranks] == [5, 5]
+    assert sorted(tmp_path.rglob(".hydra")) == [killed / ".hydra", whole / ".hydra"]  # not one per rank
+    after, expected = (torch.load(run / "checkpoints" / "last.ckpt", weights_only=True) for run in (killed, whole))
+    assert after["global_step"] == expected["global_step"] == 5
+    for name, tensor in expected["state_dict"].items():
+        assert torch.equal(tensor, ranks[1]["state_dict"][name]), name
+        assert torch.equal(tensor, after["state_dict"][name]), name
+
+
+@pytest.mark.slow
+def test_when_the_launching_rank_is_killed_the_other_rank_says_so_and_stops(folders, tmp_path):
+    out = tmp_path / "run"
+    started = time.monotonic()
+    result = cyclestyle(*_ddp_args(folders, out, "trainer.max_steps=50", "+callbacks.kill._target_=hang_probe.KillRankAt",
+                                   "+callbacks.kill.rank=0", "+callbacks.kill.at=2"))
+    assert time.monotonic() - started < 240  # the pipe closes when the surviving rank has exited too
+    assert result.returncode == -signal.SIGKILL
+    errors = [line for line in result.stderr.splitlines() if "cyclestyle train: error" in line]
+    assert len(errors) == 1 and errors[0].split("error: ")[1].startswith("rank 1 stopped"), result.stderr[-3000:]
+    assert "rank 0 (pid" in errors[0] and "the launching process) is gone" in errors[0]
+    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+
+
+@pytest.mark.slow
+def test_a_hung_ddp_rank_ends_the_run_after_the_collective_timeout(folders, tmp_path):
+    """timeout_s bounds a rank that hangs instead of dying (20 s: ranks that start a few seconds apart
+    on a busy machine must not trip it before the hang)."""
+    out, marker = tmp_path / "run", tmp_path / "hung"
+    started = time.monotonic()
+    result = cyclestyle(*_ddp_args(folders, out, "trainer.max_steps=50", "trainer.strategy.timeout_s=20",
+                                   "+callbacks.hang._target_=hang_probe.HangAt", "+callbacks.hang.rank=1",
+                                   "+callbacks.hang.at=2", f"+callbacks.hang.marker={marker}"))
+    assert time.monotonic() - started < 180 and marker.exists(), result.stderr[-3000:]
+    assert result.returncode == 1, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if "cyclestyle train: error" in line]
+    assert len(errors) == 1 and "rank 0 stopped at iteration 2: lost contact with another rank" in errors[0], \
+        result.stderr[-3000:]
