@@ -24,6 +24,7 @@ from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from cyclestyle.callbacks import LastCheckpoint, SampleImages
 from cyclestyle.checkpoints import prepare_checkpoint
 from cyclestyle.config_checks import check_config
+from cyclestyle.data.object_store import StorageError
 from cyclestyle.distributed import LostRank, lost_rank
 from cyclestyle.loggers import git_commit, upload_checkpoints
 from cyclestyle.run_folder import check_run_folder
@@ -214,7 +215,7 @@ def task(cfg: DictConfig) -> None:
             log.exception("Training failed")
             raise
         log.error(f"cyclestyle train: error: {cause}")
-        sys.exit(2)
+        sys.exit(1 if isinstance(cause, StorageError) else 2)  # 2: a setting or file to fix; 1: the store failed
     status = _report(trainer)
     if status:
         sys.exit(status)

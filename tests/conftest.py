@@ -263,3 +263,66 @@ def small_disk(tmp_path):
     yield mount
     for folder in reversed(mounted):
         subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+class S3Server:
+    """A local S3-compatible server (moto's server mode, in this process) that a test can stop and
+    start again on the same port: moto keeps buckets and objects in this process, so what was stored
+    before the stop is there after it, as on a real store that went away for a while."""
+
+    def __init__(self) -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._server = None
+
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def reset(self) -> None:
+        import urllib.request
+
+        urllib.request.urlopen(urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")).close()
+
+    def keys(self, bucket: str) -> list[str]:
+        import boto3
+
+        listing = boto3.client("s3").list_objects_v2(Bucket=bucket)
+        return sorted(o["Key"] for o in listing.get("Contents", []))
+
+    def read(self, bucket: str, key: str) -> bytes:
+        import boto3
+
+        return boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+@pytest.fixture
+def s3_server(monkeypatch):
+    """An `S3Server` with an empty bucket `photos`, the AWS_* variables pointing at it."""
+    boto3 = pytest.importorskip("boto3")
+    pytest.importorskip("moto.server")
+    server = S3Server()
+    server.start()
+    server.reset()  # moto keeps its store per process: start empty, whatever earlier tests stored
+    for name, value in {"AWS_ENDPOINT_URL": server.endpoint, "AWS_ACCESS_KEY_ID": "test",
+                        "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    boto3.client("s3").create_bucket(Bucket="photos")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server) -> str:
+    return "s3://photos"

@@ -33,6 +33,7 @@ def build_parser(prog: str = "cyclestyle pack") -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from ..data.object_store import StorageError
     from ..data.packing import pack
 
     try:
@@ -42,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, FileExistsError, NotADirectoryError, ValueError) as error:
         print(f"cyclestyle pack: {error}", file=sys.stderr)
         return 2
+    except StorageError as error:  # the store went away: nothing was published, a rerun starts clean
+        print(f"cyclestyle pack: error: {error}", file=sys.stderr)
+        return 1
     for path, reason in result.skipped:
         print(f"skipped unreadable image {path}: {reason}", file=sys.stderr)
     print(f"Packed {result.images} images into {args.output}"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 REMOTE_SCHEMES = ("s3://", "gs://", "azure://", "hf://")
@@ -31,3 +32,44 @@ def allow_plain_http_endpoint() -> None:
     options = getattr(downloader, "_OBSTORE_CLIENT_OPTIONS", None)
     if isinstance(options, dict) and "allow_http" not in options:
         downloader._OBSTORE_CLIENT_OPTIONS = {**options, "allow_http": "true"}
+
+
+# Bounded patience with an object store: a dead endpoint fails within seconds, a hung one after
+# RETRY_TIMEOUT; never an endless wait (obstore's defaults are 10 retries over 3 minutes).
+STORE_RETRIES = 5
+RETRY_TIMEOUT = timedelta(seconds=60)
+REQUEST_TIMEOUT = "60s"
+
+
+class StorageError(OSError):
+    """An object store did not answer after bounded retries, or refused a request."""
+
+
+def first_line(error: BaseException) -> str:
+    """obstore's errors carry pages of debug detail; a user needs the first line."""
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:400]
+
+
+def open_store(url: str):
+    """An obstore store rooted at `url` (s3://bucket/prefix, gs://..., az://...): credentials and
+    endpoint from the usual environment variables (AWS_ENDPOINT_URL etc.), bounded retries."""
+    from obstore.store import from_url
+
+    options = {"timeout": REQUEST_TIMEOUT, "connect_timeout": "10s"}
+    if os.environ.get("AWS_ENDPOINT_URL", "").startswith("http://"):
+        options["allow_http"] = True
+    return from_url(url.replace("azure://", "az://", 1), client_options=options,
+                    retry_config={"max_retries": STORE_RETRIES, "retry_timeout": RETRY_TIMEOUT})
+
+
+def store_has(store, key: str, *, url: str) -> bool:
+    import obstore
+
+    try:
+        obstore.head(store, key)
+        return True
+    except FileNotFoundError:
+        return False
+    except Exception as error:  # noqa: BLE001 -- obstore raises its own types for network failures
+        raise StorageError(f"{url}: the object store did not answer ({first_line(error)})") from error

@@ -23,6 +23,7 @@ import hashlib
 import inspect
 import io
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -36,7 +37,7 @@ from torch.utils.data import DataLoader
 from .datamodule import TwoDomainDataModule
 from .datasets import OneDomain, PairedByIndex
 from .images import find_images, load_rgb
-from .object_store import allow_plain_http_endpoint, is_remote, is_stream
+from .object_store import StorageError, allow_plain_http_endpoint, first_line, is_remote, is_stream
 from .transforms import seed_augmentation
 
 allow_plain_http_endpoint()  # at import too: DataLoader workers started with spawn import this module
@@ -61,11 +62,26 @@ class AugmentedStream(litdata.StreamingDataset):
         return augment(image=load_rgb(io.BytesIO(item["image"])))["image"]
 
 
+def reading_failure(error: BaseException) -> str:
+    """The line that says why a stream read failed. A DataLoader worker's error arrives as its whole
+    traceback in text ("Caught ... in DataLoader worker process 0. Original Traceback ..."); the
+    reason is its last exception line (e.g. obstore's 'Error performing GET .../chunk-0-0.bin ...
+    after 5 retries')."""
+    text = str(error)
+    if "Original Traceback" in text:
+        raised = [line for line in text.split("Original Traceback", 1)[1].splitlines()
+                  if re.match(r"^[A-Za-z_][\w.]*(Error|Exception): ", line)]
+        if raised:
+            return raised[-1][:400]
+    return first_line(error)
+
+
 def open_stream(uri: str, *, setting: str, transform: A.Compose | None = None, shuffle: bool = False,
                 seed: int = 0, cache_dir: str | None = None, max_cache_size: str = "50GB"):
     """litdata StreamingDataset over `uri` (an `AugmentedStream` given a `transform`); fails naming
     `setting` and the URI when it cannot."""
     kwargs = dict(shuffle=shuffle, drop_last=True, seed=seed, cache_dir=cache_dir, max_cache_size=max_cache_size)
+    allow_plain_http_endpoint()  # AWS_ENDPOINT_URL may have been set after import
     try:
         if transform is not None:
             return AugmentedStream(uri, augment=transform, **kwargs)
@@ -94,8 +110,10 @@ class StreamPass:
         self._started = True
         try:
             yield from self.loader
-        except Exception as error:  # a corrupt or missing chunk: say which data set it belongs to
-            raise RuntimeError(f"{self.label}: reading the packed data set failed: {error}") from error
+        except Exception as error:  # a corrupt or missing chunk, a store gone away: which data set, why
+            raise StorageError(f"{self.label}: reading the packed data set failed: {reading_failure(error)}; "
+                               "resume from the last checkpoint (ckpt_path=last) once it reads again"
+                               ) from error
 
     def state_dict(self) -> dict[str, Any]:
         return self.loader.state_dict()
