@@ -53,10 +53,16 @@ def resolve_compile(compile: bool | str, *, iterations: float | None, device: to
 
 
 def cache_dir() -> Path:
-    """Where Inductor's caches live: TORCHINDUCTOR_CACHE_DIR if set, else
-    $XDG_CACHE_HOME/cyclestyle/inductor (~/.cache/cyclestyle/inductor)."""
-    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
-        return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    """Where Inductor's caches live: TORCHINDUCTOR_CACHE_DIR if the user set it, else
+    $XDG_CACHE_HOME/cyclestyle/inductor (~/.cache/cyclestyle/inductor).
+
+    Importing torch._inductor writes its own default (/tmp/torchinductor_<user>, wiped at reboot)
+    into TORCHINDUCTOR_CACHE_DIR, so that value is read as "not set"."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    chosen = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if chosen and os.path.abspath(chosen) != os.path.abspath(default_cache_dir()):
+        return Path(chosen)
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "cyclestyle" / "inductor"
 

@@ -133,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (KeyboardInterrupt, SystemExit) as stop:  # Ctrl-C, or SIGTERM (raised as SystemExit by the library)
         code = 130 if isinstance(stop, KeyboardInterrupt) else stop.code
-        print(f"cyclestyle translate: interrupted; the outputs written so far are complete, and running the same "
-              f"command again translates the rest", file=sys.stderr)
+        print("cyclestyle translate: interrupted; the outputs written so far are complete, and running the same "
+              "command again translates the rest", file=sys.stderr)
         return code if isinstance(code, int) else 1
     for summary in result.summaries:
         for source, reason in summary.failed:
