@@ -21,6 +21,8 @@ import torch.distributed as dist
 from lightning_fabric.utilities.distributed import _set_num_threads_if_needed
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
+from .errors import first_line
+
 # What a collective says when its peer is gone: gloo's socket errors and timeouts, NCCL's abort.
 CONNECTION_LOST = ("connection reset by peer", "connection closed by peer", "broken pipe", "gloo/transport",
                    "timed out", "nccl communicator was aborted", "connection refused")
@@ -51,35 +53,34 @@ class RankWatch(threading.Thread):
                  period_s: float = 0.5) -> None:
         super().__init__(daemon=True, name="cyclestyle-rank-watch")
         self.procs, self.first_rank, self.grace_s, self.period_s = procs, first_rank, grace_s, period_s
-        self.lost: list[str] = []  # "rank 1 (pid 4242) killed by SIGKILL"
+        self.lost: list[str] = []  # what `dead` found, once it found any
         self._stopped = threading.Event()
+
+    def dead(self) -> list[str]:
+        """The launched ranks that ended with a non-zero status: "rank 1 (pid 4242) killed by SIGKILL"."""
+        return [f"rank {self.first_rank + i} (pid {proc.pid}) {exit_reason(code)}"
+                for i, proc in enumerate(self.procs) if (code := proc.poll()) not in (None, 0)]
 
     def run(self) -> None:
         while not self._stopped.wait(self.period_s):
-            codes = [proc.poll() for proc in self.procs]
-            if all(code == 0 for code in codes):
-                return  # every rank finished
-            self.lost = [f"rank {self.first_rank + i} (pid {proc.pid}) {exit_reason(code)}"
-                         for i, (proc, code) in enumerate(zip(self.procs, codes)) if code not in (None, 0)]
+            self.lost = self.dead()
             if self.lost:
                 if not self._stopped.wait(self.grace_s):
-                    print(f"cyclestyle train: error: {'; '.join(self.lost)}; rank 0 is stuck and stops too",
-                          flush=True)
+                    print(f"cyclestyle train: error: {'; '.join(self.lost)}; the launching rank is stuck and "
+                          "stops too", flush=True)
                     self.stop_ranks()
                     os._exit(1)
                 return
+            if all(proc.poll() == 0 for proc in self.procs):
+                return  # every rank finished
 
     def wait_for_loss(self, timeout_s: float) -> list[str]:
-        """The lost ranks, waiting up to `timeout_s` for the watch to see one (a collective can fail
-        a moment before the peer's exit status is there to read)."""
+        """The lost ranks, waiting up to `timeout_s` for one to show (a collective can fail a moment
+        before the peer's exit status is there to read)."""
         deadline = time.monotonic() + timeout_s
-        while not self.lost and time.monotonic() < deadline:
-            codes = [proc.poll() for proc in self.procs]
-            if any(code not in (None, 0) for code in codes):
-                time.sleep(self.period_s * 2)  # let the watch thread record them
-            else:
-                time.sleep(0.05)
-        return self.lost
+        while not (lost := self.dead()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return lost
 
     def stop_ranks(self, wait_s: float = 10.0) -> None:
         """Stop the watch; the ranks still running get `wait_s` to stop on their own, then SIGKILL."""
@@ -153,7 +154,6 @@ def lost_rank(error: BaseException, trainer: pl.Trainer, *, resume_from: str | N
     elif watch is None and parent is not None and os.getppid() != parent and trainer.local_rank > 0:
         lost = f"rank 0 (pid {parent}, the launching process) is gone"
     else:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        lost = f"lost contact with another rank ({first_line[:200]})"
+        lost = f"lost contact with another rank ({first_line(error)})"
     resume = (f"; the last checkpoint {resume_from} is whole: resume with ckpt_path=last" if resume_from else "")
     return LostRank(f"rank {trainer.global_rank} stopped at iteration {trainer.global_step}: {lost}{resume}")

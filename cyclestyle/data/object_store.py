@@ -5,6 +5,8 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+from ..errors import first_line
+
 REMOTE_SCHEMES = ("s3://", "gs://", "azure://", "hf://")
 
 
@@ -43,12 +45,6 @@ REQUEST_TIMEOUT = "60s"
 
 class StorageError(OSError):
     """An object store did not answer after bounded retries, or refused a request."""
-
-
-def first_line(error: BaseException) -> str:
-    """obstore's errors carry pages of debug detail; a user needs the first line."""
-    text = str(error).strip()
-    return (text.splitlines()[0] if text else type(error).__name__)[:400]
 
 
 def open_store(url: str):

@@ -33,7 +33,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from .images import find_images, load_rgb, open_regular
-from .object_store import StorageError, first_line, open_store, store_has
+from ..errors import first_line
+from .object_store import StorageError, open_store, store_has
 
 FORMATS = {"jpeg": "JPEG", "webp": "WEBP", "png": "PNG", "original": None}  # original: the file's own bytes
 CHUNK_BYTES = "64MB"  # litdata's chunk files: large enough for fast object-store reads

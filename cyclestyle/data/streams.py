@@ -37,7 +37,8 @@ from torch.utils.data import DataLoader
 from .datamodule import TwoDomainDataModule
 from .datasets import OneDomain, PairedByIndex
 from .images import find_images, load_rgb
-from .object_store import StorageError, allow_plain_http_endpoint, first_line, is_remote, is_stream
+from ..errors import first_line
+from .object_store import StorageError, allow_plain_http_endpoint, is_remote, is_stream
 from .transforms import seed_augmentation
 
 allow_plain_http_endpoint()  # at import too: DataLoader workers started with spawn import this module

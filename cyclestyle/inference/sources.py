@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 
 from ..adapters import convert_file
+from ..errors import first_line
 from ..checkpoints import UnsafeCheckpointError  # noqa: F401 -- re-exported for cyclestyle.inference
 from ..checkpoints import build_translator, check_archive, safe_load
 from ..record import DIRECTIONS, RECORD_KEY, read_record
@@ -46,11 +47,6 @@ def _program_kind(path: Path) -> str | None:
     return None
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0].strip() if text else type(error).__name__
-
-
 def _export_meta(path: Path, text: str | bytes | None) -> tuple[int, int | None, dict]:
     """(size multiple, fixed size or None, generator spec) from the metadata `cyclestyle export`
     writes (defaults if absent)."""
@@ -59,7 +55,7 @@ def _export_meta(path: Path, text: str | bytes | None) -> tuple[int, int | None,
         multiple, spec = int(meta.get("size_multiple", 4)), meta.get("generator", {})
         fixed = None if meta.get("fixed_size") is None else int(meta["fixed_size"])
     except (ValueError, TypeError, AttributeError) as error:
-        raise ValueError(f"{path}: unreadable {EXPORT_META} metadata ({_first_line(error)})") from None
+        raise ValueError(f"{path}: unreadable {EXPORT_META} metadata ({first_line(error)})") from None
     if multiple < 1 or (fixed is not None and fixed < 1):
         raise ValueError(f"{path}: {EXPORT_META} metadata gives size_multiple {multiple}, fixed_size {fixed} "
                          f"(must be >= 1)")
@@ -119,7 +115,7 @@ class OnnxGenerator:
         try:  # onnxruntime's errors (InvalidProtobuf, Fail, ...) derive from Exception only
             self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as error:  # noqa: BLE001 -- every way a file fails to be an ONNX model
-            raise ValueError(f"{path}: not a readable ONNX model ({_first_line(error)})") from None
+            raise ValueError(f"{path}: not a readable ONNX model ({first_line(error)})") from None
         _one_image_input(path, [i.name for i in self.session.get_inputs()], "onnxruntime")
         (image,) = self.session.get_inputs()
         self.input_name = image.name
@@ -165,7 +161,7 @@ def load_generator(
         try:
             program = torch.export.load(str(path), extra_files=extra)
         except Exception as error:  # noqa: BLE001 -- the deserialiser fails in many ways on foreign files
-            raise ValueError(f"{path}: not a readable pt2 (torch.export) file ({_first_line(error)})") from None
+            raise ValueError(f"{path}: not a readable pt2 (torch.export) file ({first_line(error)})") from None
         _one_image_input(path, list(program.graph_signature.user_inputs), "torch.export.load")
         module = program.module()
         multiple, fixed, spec = _export_meta(path, extra[EXPORT_META])
@@ -178,7 +174,7 @@ def load_generator(
                 warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, still supported
                 module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
         except (RuntimeError, ValueError, zipfile.BadZipFile) as error:
-            raise ValueError(f"{path}: not a readable TorchScript file ({_first_line(error)})") from None
+            raise ValueError(f"{path}: not a readable TorchScript file ({first_line(error)})") from None
         _one_image_input(path, [a.name for a in module.forward.schema.arguments[1:]], "torch.jit.load")
         multiple, fixed, spec = _export_meta(path, extra[EXPORT_META])
         return Generator(module.eval(), size_multiple=multiple, fixed_size=fixed, device=device, precision=precision,
